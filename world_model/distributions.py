@@ -1,0 +1,233 @@
+"""Output distributions shared by the world model and the behaviour.
+
+Every class here follows one small protocol so heads are interchangeable:
+``mean`` (property), ``mode()``, ``sample()`` (with gradients where the
+distribution allows: reparameterised or straight-through), ``log_prob(x)``
+and ``entropy()``. Event dimensions are summed, so ``log_prob`` returns the
+batch shape.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+
+def symlog(x: Tensor) -> Tensor:
+    """sign(x) * log(1 + |x|): compresses large magnitudes, identity near 0."""
+    return torch.sign(x) * torch.log1p(torch.abs(x))
+
+
+def symexp(x: Tensor) -> Tensor:
+    """Inverse of :func:`symlog`."""
+    return torch.sign(x) * torch.expm1(torch.abs(x))
+
+
+def symlog_bins(num_bins: int = 255, low: float = -20.0, high: float = 20.0) -> Tensor:
+    """Bin centres, evenly spaced in symlog space (so exponentially in raw space)."""
+    return torch.linspace(low, high, num_bins)
+
+
+def twohot_encode(x: Tensor, bins: Tensor) -> Tensor:
+    """Spread each value of ``x`` (...) over its two nearest ``bins`` (K,).
+
+    Returns (..., K) weights summing to one whose weighted bin average equals
+    ``x`` clipped to the bin range.
+    """
+    bins = bins.to(x.device, x.dtype)
+    x = x.clamp(bins[0], bins[-1])
+    above = torch.searchsorted(bins, x.contiguous(), right=True).clamp(1, len(bins) - 1)
+    below = above - 1
+    lo, hi = bins[below], bins[above]
+    weight_above = ((x - lo) / (hi - lo)).clamp(0, 1)
+    return (
+        F.one_hot(below, len(bins)) * (1 - weight_above)[..., None]
+        + F.one_hot(above, len(bins)) * weight_above[..., None]
+    )
+
+
+class TwoHotSymlog:
+    """Categorical over symlog-spaced bins, trained with two-hot targets.
+
+    ``logits``: (..., K). Values are predicted in symlog space and reported in
+    raw space, so rewards and returns of any scale share one parameterisation.
+    """
+
+    def __init__(self, logits: Tensor, bins: Tensor):
+        self.logits = logits.float()
+        self.bins = bins.to(logits.device, torch.float32)
+        self.probs = torch.softmax(self.logits, -1)
+
+    @property
+    def mean(self) -> Tensor:
+        return symexp((self.probs * self.bins).sum(-1))
+
+    def mode(self) -> Tensor:
+        return self.mean
+
+    def sample(self) -> Tensor:
+        return self.mean
+
+    def log_prob(self, x: Tensor) -> Tensor:
+        target = twohot_encode(symlog(x.float()), self.bins)
+        return (target * torch.log_softmax(self.logits, -1)).sum(-1)
+
+    def entropy(self) -> Tensor:
+        return -(self.probs * torch.log_softmax(self.logits, -1)).sum(-1)
+
+
+class OneHotCategorical:
+    """One-hot categorical with uniform mixing and straight-through samples.
+
+    ``logits``: (..., classes); ``event_dims`` trailing dims are summed in
+    ``log_prob`` / ``entropy`` (1 for one categorical, 2 for the RSSM's
+    groups x classes). Mixing ``unimix`` of a uniform keeps every class
+    reachable, which bounds the KL and keeps REINFORCE gradients finite.
+    """
+
+    def __init__(self, logits: Tensor, unimix: float = 0.01, event_dims: int = 1):
+        logits = logits.float()
+        if unimix > 0:
+            probs = torch.softmax(logits, -1)
+            probs = (1 - unimix) * probs + unimix / logits.shape[-1]
+            logits = torch.log(probs)
+        self.logits = torch.log_softmax(logits, -1)
+        self.probs = self.logits.exp()
+        self.event_dims = event_dims
+
+    def _sum_events(self, x: Tensor) -> Tensor:
+        return x.sum(tuple(range(-self.event_dims, 0)))
+
+    @property
+    def mean(self) -> Tensor:
+        return self.probs
+
+    def mode(self) -> Tensor:
+        hard = F.one_hot(self.probs.argmax(-1), self.probs.shape[-1]).to(self.probs.dtype)
+        return hard + self.probs - self.probs.detach()
+
+    def sample(self) -> Tensor:
+        flat = self.probs.reshape(-1, self.probs.shape[-1])
+        index = torch.multinomial(flat, 1).reshape(self.probs.shape[:-1])
+        hard = F.one_hot(index, self.probs.shape[-1]).to(self.probs.dtype)
+        return hard + self.probs - self.probs.detach()
+
+    def log_prob(self, x: Tensor) -> Tensor:
+        return self._sum_events(self.logits * x.detach())
+
+    def entropy(self) -> Tensor:
+        return self._sum_events(-(self.probs * self.logits))
+
+
+class BoundedNormal:
+    """Diagonal normal for actions in [-1, 1]: tanh-squashed mean, bounded std.
+
+    Samples are reparameterised and may leave [-1, 1] slightly; the agent clips
+    them before they reach the environment. ``mean_raw``/``std_raw``: (..., A).
+    """
+
+    def __init__(self, mean_raw: Tensor, std_raw: Tensor, min_std: float = 0.1, max_std: float = 1.0):
+        self.loc = torch.tanh(mean_raw.float())
+        self.std = (max_std - min_std) * torch.sigmoid(std_raw.float() + 2.0) + min_std
+
+    @property
+    def mean(self) -> Tensor:
+        return self.loc
+
+    def mode(self) -> Tensor:
+        return self.loc
+
+    def sample(self) -> Tensor:
+        return self.loc + self.std * torch.randn_like(self.loc)
+
+    def log_prob(self, x: Tensor) -> Tensor:
+        z = (x - self.loc) / self.std
+        return (-0.5 * z**2 - torch.log(self.std) - 0.5 * math.log(2 * math.pi)).sum(-1)
+
+    def entropy(self) -> Tensor:
+        return (0.5 + 0.5 * math.log(2 * math.pi) + torch.log(self.std)).sum(-1)
+
+
+class Normal:
+    """Diagonal normal over the last ``event_dims`` dims (PlaNet/DreamerV1 heads)."""
+
+    def __init__(self, loc: Tensor, std: Tensor | float = 1.0, event_dims: int = 0):
+        self.loc = loc.float()
+        self.std = torch.as_tensor(std, dtype=torch.float32, device=loc.device).expand_as(self.loc)
+        self.event_dims = event_dims
+
+    def _sum_events(self, x: Tensor) -> Tensor:
+        return x.sum(tuple(range(-self.event_dims, 0))) if self.event_dims else x
+
+    @property
+    def mean(self) -> Tensor:
+        return self.loc
+
+    def mode(self) -> Tensor:
+        return self.loc
+
+    def sample(self) -> Tensor:
+        return self.loc + self.std * torch.randn_like(self.loc)
+
+    def log_prob(self, x: Tensor) -> Tensor:
+        z = (x.float() - self.loc) / self.std
+        return self._sum_events(-0.5 * z**2 - torch.log(self.std) - 0.5 * math.log(2 * math.pi))
+
+    def entropy(self) -> Tensor:
+        return self._sum_events(0.5 + 0.5 * math.log(2 * math.pi) + torch.log(self.std))
+
+
+class SymlogMSE:
+    """Deterministic prediction in symlog space; log_prob is minus the squared error.
+
+    Used for image and vector reconstruction in DreamerV3, where targets of
+    very different scales share one loss.
+    """
+
+    def __init__(self, pred: Tensor, event_dims: int = 1):
+        self.pred = pred.float()
+        self.event_dims = event_dims
+
+    @property
+    def mean(self) -> Tensor:
+        return symexp(self.pred)
+
+    def mode(self) -> Tensor:
+        return self.mean
+
+    def sample(self) -> Tensor:
+        return self.mean
+
+    def log_prob(self, x: Tensor) -> Tensor:
+        error = (self.pred - symlog(x.float())) ** 2
+        return -error.sum(tuple(range(-self.event_dims, 0)))
+
+    def entropy(self) -> Tensor:
+        return torch.zeros(self.pred.shape[: -self.event_dims], device=self.pred.device)
+
+
+class Bernoulli:
+    """Bernoulli over one binary value (the continuation flag); ``logits``: (...)."""
+
+    def __init__(self, logits: Tensor):
+        self.logits = logits.float()
+
+    @property
+    def mean(self) -> Tensor:
+        return torch.sigmoid(self.logits)
+
+    def mode(self) -> Tensor:
+        return (self.logits > 0).float()
+
+    def sample(self) -> Tensor:
+        return torch.bernoulli(self.mean)
+
+    def log_prob(self, x: Tensor) -> Tensor:
+        return -F.binary_cross_entropy_with_logits(self.logits, x.float(), reduction="none")
+
+    def entropy(self) -> Tensor:
+        p = self.mean
+        return F.binary_cross_entropy_with_logits(self.logits, p, reduction="none")
