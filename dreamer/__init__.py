@@ -1,0 +1,1 @@
+"""Agent, replay, training loop, logging and command-line tools."""
