@@ -92,13 +92,20 @@ def final_window_score(frames: np.ndarray, scores: np.ndarray, budget: float,
                        window: float = 0.05) -> float:
     """Mean of the scores whose frames lie in [budget * (1 - window), budget].
 
-    frames, scores: (N,). Returns NaN when no score falls in the window.
+    frames, scores: (N,), frames increasing. Sparse evaluation curves (one
+    point every 100k frames, say) can have no point in the window; then the
+    score is interpolated linearly at the budget between the points around
+    the window. Never extrapolates: NaN when the run stops before the window.
     """
     if not 0 < window <= 1:
         raise ValueError(f"window must be in (0, 1], got {window}")
     frames, scores = np.asarray(frames, float), np.asarray(scores, float)
     inside = (frames >= budget * (1 - window)) & (frames <= budget)
-    return float(scores[inside].mean()) if inside.any() else math.nan
+    if inside.any():
+        return float(scores[inside].mean())
+    if len(frames) and frames[0] < budget < frames[-1]:
+        return float(np.interp(budget, frames, scores))
+    return math.nan
 
 
 def seed_scores(curves: Iterable[Curve], budget: float, window: float = 0.05) -> np.ndarray:
