@@ -215,7 +215,7 @@ class Replay:
             index = (self._start + np.arange(self._size)) % self._capacity
             episodes = int(np.count_nonzero(self._ring["is_first"][index])) if self._ring else 0
         ring_bytes = sum(array.nbytes for array in self._ring.values()) + self._continues.nbytes
-        staging_bytes = sum(a.nbytes for s in self._staging.values() for a in s.buffers.values())
+        staging_bytes = sum(a.nbytes for s in list(self._staging.values()) for a in s.buffers.values())
         return {
             "steps": self._size,
             "capacity": self._capacity,
