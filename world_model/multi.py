@@ -1,0 +1,203 @@
+"""Encoders and decoders for dict observations (images and vectors together).
+
+Observation keys are split by shape: (H, W, C) entries are images (uint8,
+channels last, as environments return them) and (D,) entries are vectors.
+All image keys are stacked along channels into one convolutional network
+and all vector keys are concatenated into one MLP, as in DreamerV3; the
+embedding is the concatenation of both parts.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from world_model import distributions as dists
+from world_model.mlp import MLP
+from world_model.networks import ConvDecoder, ConvEncoder, check_image_size
+
+NON_OBSERVATION_KEYS = ("reward", "is_first", "is_last", "is_terminal", "action")
+DECODER_DISTS = ("mse", "symlog_mse", "normal")
+
+
+class MSE:
+    """Deterministic prediction scored by minus the summed squared error.
+
+    DreamerV3 reads its image decoder this way (targets in [-0.5, 0.5]), so
+    unlike :class:`~world_model.distributions.Normal` with std 1 the loss has
+    no factor 1/2 and no constant.
+    """
+
+    def __init__(self, pred: Tensor, event_dims: int = 1):
+        self.pred = pred.float()
+        self.event_dims = event_dims
+
+    @property
+    def mean(self) -> Tensor:
+        return self.pred
+
+    def mode(self) -> Tensor:
+        return self.pred
+
+    def sample(self) -> Tensor:
+        return self.pred
+
+    def log_prob(self, x: Tensor) -> Tensor:
+        return -((self.pred - x.float()) ** 2).sum(tuple(range(-self.event_dims, 0)))
+
+    def entropy(self) -> Tensor:
+        return torch.zeros(self.pred.shape[: -self.event_dims], device=self.pred.device)
+
+
+def make_dist(kind: str, pred: Tensor, event_dims: int):
+    """Read decoder outputs ``pred`` as the distribution named ``kind``."""
+    if kind == "mse":
+        return MSE(pred, event_dims)
+    if kind == "symlog_mse":
+        return dists.SymlogMSE(pred, event_dims)
+    if kind == "normal":
+        return dists.Normal(pred, 1.0, event_dims)
+    raise ValueError(f"unknown decoder distribution {kind!r}; choose one of {DECODER_DISTS}")
+
+
+def split_keys(obs_shapes: dict[str, tuple[int, ...]]) -> tuple[list[str], list[str]]:
+    """Image keys (3-dim shapes) and vector keys (1-dim shapes), in given order.
+
+    Keys that are not observations (reward, flags, action) are skipped.
+    """
+    images, vectors = [], []
+    for key, shape in obs_shapes.items():
+        if key in NON_OBSERVATION_KEYS:
+            continue
+        if len(shape) == 3:
+            images.append(key)
+        elif len(shape) == 1:
+            vectors.append(key)
+        else:
+            raise ValueError(
+                f"observation {key!r} has shape {tuple(shape)}; supported are images (H, W, C) "
+                "and vectors (D,)"
+            )
+    if not images and not vectors:
+        raise ValueError(f"no observation keys in {sorted(obs_shapes)}")
+    if images:
+        sizes = {tuple(obs_shapes[k][:2]) for k in images}
+        if len(sizes) > 1:
+            raise ValueError(f"image keys {images} must share one height x width, got {sorted(sizes)}")
+        check_image_size(*sizes.pop())
+    return images, vectors
+
+
+def image_to_float(x: Tensor) -> Tensor:
+    """(..., H, W, C) images in [0, 255] -> (..., C, H, W) float in [-0.5, 0.5]."""
+    return (x.float() / 255.0 - 0.5).movedim(-1, -3)
+
+
+def _check_shape(key: str, x: Tensor, shape: tuple[int, ...]) -> None:
+    if tuple(x.shape[x.dim() - len(shape) :]) != tuple(shape):
+        raise ValueError(f"observation {key!r}: expected trailing shape {tuple(shape)}, got {tuple(x.shape)}")
+
+
+class MultiEncoder(nn.Module):
+    """dict of (..., H, W, C) images and (..., D) vectors -> (..., embed_dim)."""
+
+    def __init__(
+        self,
+        obs_shapes: dict[str, tuple[int, ...]],
+        depth: int = 32,
+        units: int = 512,
+        layers: int = 2,
+        act: str = "silu",
+        norm: bool = True,
+        symlog_inputs: bool = True,
+    ):
+        super().__init__()
+        self.shapes = {k: tuple(v) for k, v in obs_shapes.items()}
+        self.image_keys, self.vector_keys = split_keys(self.shapes)
+        self.symlog_inputs = symlog_inputs
+        self.embed_dim = 0
+        if self.image_keys:
+            height, width, _ = self.shapes[self.image_keys[0]]
+            channels = sum(self.shapes[k][-1] for k in self.image_keys)
+            self.cnn = ConvEncoder(channels, (height, width), depth, act, norm)
+            self.embed_dim += self.cnn.out_dim
+        if self.vector_keys:
+            size = sum(self.shapes[k][0] for k in self.vector_keys)
+            self.mlp = MLP(size, units, layers, act, norm)
+            self.embed_dim += self.mlp.out_dim
+
+    def forward(self, obs: dict[str, Tensor]) -> Tensor:
+        outputs = []
+        if self.image_keys:
+            for key in self.image_keys:
+                _check_shape(key, obs[key], self.shapes[key])
+            x = torch.cat([obs[k] for k in self.image_keys], -1) if len(self.image_keys) > 1 else obs[self.image_keys[0]]
+            lead = x.shape[:-3]
+            x = image_to_float(x.reshape(-1, *x.shape[-3:]))
+            outputs.append(self.cnn(x).reshape(*lead, -1))
+        if self.vector_keys:
+            for key in self.vector_keys:
+                _check_shape(key, obs[key], self.shapes[key])
+            x = torch.cat([obs[k].float() for k in self.vector_keys], -1)
+            outputs.append(self.mlp(dists.symlog(x) if self.symlog_inputs else x))
+        return torch.cat(outputs, -1) if len(outputs) > 1 else outputs[0]
+
+
+class MultiDecoder(nn.Module):
+    """(..., feat_dim) features -> {key: distribution over that observation}.
+
+    Image distributions have event shape (C, H, W) over the float targets of
+    :meth:`targets`; vector distributions have event shape (D,).
+    """
+
+    def __init__(
+        self,
+        feat_dim: int,
+        obs_shapes: dict[str, tuple[int, ...]],
+        depth: int = 32,
+        units: int = 512,
+        layers: int = 2,
+        act: str = "silu",
+        norm: bool = True,
+        image_dist: str = "mse",
+        vector_dist: str = "symlog_mse",
+    ):
+        super().__init__()
+        for name, kind in (("image_dist", image_dist), ("vector_dist", vector_dist)):
+            if kind not in DECODER_DISTS:
+                raise ValueError(f"unknown {name} {kind!r}; choose one of {DECODER_DISTS}")
+        self.shapes = {k: tuple(v) for k, v in obs_shapes.items()}
+        self.image_keys, self.vector_keys = split_keys(self.shapes)
+        self.image_dist, self.vector_dist = image_dist, vector_dist
+        if self.image_keys:
+            height, width, _ = self.shapes[self.image_keys[0]]
+            self.channels = [self.shapes[k][-1] for k in self.image_keys]
+            self.cnn = ConvDecoder(feat_dim, sum(self.channels), (height, width), depth, act, norm)
+        if self.vector_keys:
+            self.sizes = [self.shapes[k][0] for k in self.vector_keys]
+            self.mlp = MLP(feat_dim, units, layers, act, norm)
+            self.out = nn.Linear(self.mlp.out_dim, sum(self.sizes))
+
+    @property
+    def keys(self) -> list[str]:
+        return self.image_keys + self.vector_keys
+
+    def forward(self, feat: Tensor) -> dict:
+        lead = feat.shape[:-1]
+        result = {}
+        if self.image_keys:
+            x = self.cnn(feat.reshape(-1, feat.shape[-1]))
+            x = x.reshape(*lead, *x.shape[1:])
+            for key, part in zip(self.image_keys, x.split(self.channels, -3)):
+                result[key] = make_dist(self.image_dist, part, 3)
+        if self.vector_keys:
+            x = self.out(self.mlp(feat))
+            for key, part in zip(self.vector_keys, x.split(self.sizes, -1)):
+                result[key] = make_dist(self.vector_dist, part, 1)
+        return result
+
+    def targets(self, obs: dict[str, Tensor]) -> dict[str, Tensor]:
+        """The values each decoder distribution is scored against."""
+        out = {k: image_to_float(obs[k]) for k in self.image_keys}
+        out.update({k: obs[k].float() for k in self.vector_keys})
+        return out
