@@ -324,8 +324,8 @@ def plot(groups: Groups, tasks: Sequence[str], out: Path, xmax: dict[str, float]
         log(f"wrote {written[-1]}")
     cols = min(4, len(tasks))
     rows = math.ceil(len(tasks) / cols)
-    fig = Figure(figsize=(4 * cols, 3.2 * rows + 0.6), dpi=80)
-    axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False)).ravel()
+    fig = Figure(figsize=(4 * cols, 3.2 * rows + 0.8), dpi=80, layout="constrained")
+    axes = fig.subplots(rows, cols, squeeze=False).ravel()
     for ax, task in zip(axes, tasks):
         _draw(ax, task, groups, colors, xmax[task], points, cache, seeds_in_label=False)
     for ax in axes[len(tasks):]:
@@ -334,9 +334,8 @@ def plot(groups: Groups, tasks: Sequence[str], out: Path, xmax: dict[str, float]
     for ax in axes[:len(tasks)]:
         for handle, label in zip(*ax.get_legend_handles_labels()):
             handles.setdefault(label, handle)
-    fig.legend(list(handles.values()), list(handles.keys()), loc="lower center",
+    fig.legend(list(handles.values()), list(handles), loc="outside lower center",
                ncol=min(4, len(handles)), fontsize=8)
-    fig.tight_layout(rect=(0, 0.6 / (3.2 * rows + 0.6) + 0.04, 1, 1))
     written.append(out / "overview.png")
     fig.savefig(written[-1])
     log(f"wrote {written[-1]}")
