@@ -143,14 +143,26 @@ def bootstrap_ci(values: Sequence[float], confidence: float = 0.95,
 
 
 def resample(curve: Curve, grid: np.ndarray) -> np.ndarray:
-    """Values of one curve on a frame grid (G,): the mean of its scores in the
-    trailing bin (previous grid point, grid point], or a linear interpolation
-    where that bin is empty. NaN outside the frames the run covers.
+    """Values of one curve on an evenly spaced frame grid (G,).
+
+    Grid point i gets the mean of the scores in its trailing bin
+    (grid[i-1], grid[i]], or a linear interpolation where that bin is empty.
+    NaN where the grid point lies outside the run and its bin holds no score.
     """
     grid = np.asarray(grid, float)
     out = np.full(len(grid), math.nan)
     if len(curve.frames) == 0:
         return out
+    covered = (grid >= curve.frames[0]) & (grid <= curve.frames[-1])
+    out[covered] = np.interp(grid[covered], curve.frames, curve.scores)
+    step = grid[1] - grid[0] if len(grid) > 1 else max(grid[0], 1.0)
+    edges = np.concatenate([[grid[0] - step], grid])
+    # Binning averages out the episode-to-episode noise of dense score logs.
+    bins = np.searchsorted(edges, curve.frames, side="left") - 1
+    for index in np.unique(bins):
+        if 0 <= index < len(grid):
+            out[index] = curve.scores[bins == index].mean()
+    return out
     width = np.diff(grid, prepend=grid[0] - (grid[1] - grid[0] if len(grid) > 1 else 1))
     lower = grid - width
     covered = (grid >= curve.frames[0]) & (grid <= curve.frames[-1])

@@ -8,7 +8,7 @@ from matplotlib.image import imread
 from dreamer import compare
 from dreamer.scores import (
     Curve, aggregate, bootstrap_ci, budget_score, final_window_score, normalise_task,
-    parse_budget)
+    parse_budget, resample)
 
 FRAMES = np.arange(0, 1_000_001, 10_000)
 
@@ -72,6 +72,14 @@ def test_bootstrap_interval_contains_mean_shrinks_with_seeds_and_is_reproducible
         assert low <= values.mean() <= high
     assert np.diff(bootstrap_ci(many)) < np.diff(bootstrap_ci(few))
     assert bootstrap_ci(few) == bootstrap_ci(few)
+
+
+def test_resample_averages_each_trailing_bin_and_interpolates_empty_ones():
+    curve = Curve("t", "m", 0, [5, 10, 11, 12, 40], [1.0, 2.0, 4.0, 6.0, 9.0])
+    values = resample(curve, np.array([10.0, 20.0, 30.0, 40.0, 50.0]))
+    # (0, 10]: 1 and 2; (10, 20]: 4 and 6; (20, 30]: empty, so the line from
+    # (12, 6) to (40, 9) at 30; (30, 40]: 9; beyond the run: nothing.
+    np.testing.assert_allclose(values, [1.5, 5.0, 6 + 3 * 18 / 28, 9.0, np.nan])
 
 
 def test_aggregate_gives_seed_mean_on_common_grid():
