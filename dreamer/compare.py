@@ -133,19 +133,20 @@ def read_run(run_dir: Path, metric: str = "auto",
              log: Callable[[str], None] = print) -> Run | None:
     """Read one run directory; None (with a note) when it has no scores yet."""
     config_path = run_dir / ".hydra" / "config.yaml"
-    cfg = OmegaConf.load(config_path)
+    try:
+        cfg = OmegaConf.load(config_path)
+    except Exception as error:  # a YAML parse error names no file by itself
+        raise CompareError(f"{config_path}: cannot parse the config ({error})") from None
     task = _select(cfg, "env.task", config_path)
     if task is None:
         raise CompareError(f"{config_path}: no env.task in the config")
     method = _select(cfg, "algo.name", config_path)
     if method is None:
-        method = _algo_fallback(run_dir)
-        log(f"note: {config_path} has no algo.name; using "
-            f"{method!r} from the Hydra algo choice" if method else
-            f"note: {config_path} has no algo.name nor an algo choice; using 'unknown'")
-        method = method or "unknown"
+        method = _algo_fallback(run_dir) or "unknown"
+        log(f"note: {config_path} has no algo.name; using {method!r} from the Hydra "
+            "algo choice (.hydra/hydra.yaml or overrides.yaml)")
     seed = _select(cfg, "seed", config_path)
-    used, frames, scores = read_scores(run_dir / "metrics.jsonl", metric)
+    _, frames, scores = read_scores(run_dir / "metrics.jsonl", metric)
     if len(frames) == 0:
         wanted = metric if metric != "auto" else " or ".join(SCORE_KEYS)
         log(f"note: skipping {run_dir}: no {wanted} in metrics.jsonl yet")
