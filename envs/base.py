@@ -150,6 +150,11 @@ class Env:
     def close(self) -> None:
         pass
 
+    @property
+    def unwrapped(self) -> Env:
+        """The adapter below all wrappers."""
+        return self
+
     def __enter__(self):
         return self
 
@@ -179,6 +184,10 @@ class Wrapper(Env):
 
     def close(self) -> None:
         self.env.close()
+
+    @property
+    def unwrapped(self) -> Env:
+        return self.env.unwrapped
 
     def __getattr__(self, name: str):
         if name.startswith("_") or name == "env":
