@@ -1,0 +1,60 @@
+"""The policy network over latent features."""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from behavior.exploration import add_exploration
+from world_model.mlp import Head
+
+ACT_MODES = ("train", "eval")
+
+
+class Actor(nn.Module):
+    """Action distribution from (..., F) features.
+
+    Continuous actions: a normal with tanh-squashed mean and std in
+    [``min_std``, ``max_std``] (reparameterised samples). Discrete actions: a
+    one-hot categorical mixed with ``unimix`` of a uniform (straight-through
+    samples), so every action keeps some probability.
+    """
+
+    def __init__(
+        self,
+        feat_dim: int,
+        action_dim: int,
+        discrete: bool,
+        *,
+        units: int = 512,
+        layers: int = 2,
+        act: str = "silu",
+        norm: bool = True,
+        unimix: float = 0.01,
+        min_std: float = 0.1,
+        max_std: float = 1.0,
+    ):
+        super().__init__()
+        self.action_dim, self.discrete = action_dim, discrete
+        kind = "onehot" if discrete else "bounded_normal"
+        self.head = Head(
+            feat_dim, (action_dim,), kind, units, layers, act, norm, unimix=unimix, min_std=min_std, max_std=max_std
+        )
+
+    def forward(self, feat: Tensor):
+        """The action distribution over (..., A)."""
+        return self.head(feat)
+
+    def act(self, feat: Tensor, mode: str = "train", expl_noise: float = 0.0) -> Tensor:
+        """(B, A) actions for (B, F) features, detached.
+
+        ``train`` samples and adds ``expl_noise`` (Gaussian std, or epsilon for
+        discrete actions); ``eval`` takes the mode. Continuous actions are
+        clipped to [-1, 1].
+        """
+        if mode not in ACT_MODES:
+            raise ValueError(f"unknown act mode {mode!r}; allowed: {ACT_MODES}")
+        dist = self(feat.detach())
+        action = (dist.sample() if mode == "train" else dist.mode()).detach()
+        if mode == "train":
+            action = add_exploration(action, expl_noise, self.discrete)
+        return action if self.discrete else action.clamp(-1, 1)

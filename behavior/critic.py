@@ -1,0 +1,76 @@
+"""The value network and its slowly updated copy."""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import Tensor, nn
+
+from world_model.mlp import Head
+
+CRITIC_DISTS = ("twohot", "normal")
+
+
+class Critic(nn.Module):
+    """State value from (..., F) features.
+
+    ``twohot``: a categorical over symlog-spaced bins (DreamerV3), started at
+    zero so early returns are not dominated by random values. ``normal``: a
+    unit-variance normal, i.e. squared error (DreamerV1).
+    """
+
+    def __init__(
+        self,
+        feat_dim: int,
+        *,
+        dist: str = "twohot",
+        units: int = 512,
+        layers: int = 2,
+        act: str = "silu",
+        norm: bool = True,
+        bins: int = 255,
+    ):
+        super().__init__()
+        if dist not in CRITIC_DISTS:
+            raise ValueError(f"unknown critic dist {dist!r}; allowed: {CRITIC_DISTS}")
+        self.head = Head(feat_dim, (), dist, units, layers, act, norm, bins=bins, zero_init=dist == "twohot")
+
+    def forward(self, feat: Tensor):
+        """The value distribution; its ``mean`` is (...)."""
+        return self.head(feat)
+
+
+class SlowCopy(nn.Module):
+    """A frozen copy of a module that follows it by an exponential moving average.
+
+    Every ``every``-th call of :meth:`update` sets
+    ``slow <- (1 - rate) slow + rate fast``; ``rate=1, every=100`` is
+    DreamerV2's hard target update, ``rate=0.02, every=1`` DreamerV3's.
+    """
+
+    def __init__(self, fast: nn.Module, rate: float = 0.02, every: int = 1):
+        super().__init__()
+        if not 0.0 < rate <= 1.0:
+            raise ValueError(f"slow update rate={rate} must lie in (0, 1]")
+        if every < 1:
+            raise ValueError(f"slow update every={every} must be >= 1")
+        self.rate, self.every = rate, every
+        self.module = copy.deepcopy(fast).requires_grad_(False)
+        self.register_buffer("calls", torch.zeros((), dtype=torch.long))
+
+    def forward(self, *args, **kwargs):
+        return self.module(*args, **kwargs)
+
+    @torch.no_grad()
+    def update(self, fast: nn.Module) -> None:
+        self.calls += 1
+        if int(self.calls) % self.every:
+            return
+        slow = list(self.module.parameters()) + list(self.module.buffers())
+        source = list(fast.parameters()) + list(fast.buffers())
+        for target, value in zip(slow, source, strict=True):
+            if target.dtype.is_floating_point:
+                target.lerp_(value.detach(), self.rate)
+            else:
+                target.copy_(value)

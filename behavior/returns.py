@@ -1,0 +1,66 @@
+"""Lambda-returns and trajectory weights over imagined trajectories.
+
+Indexing convention (time-major, used throughout ``behavior/``):
+
+* states ``s_0 .. s_H``: ``s_0`` is the start state, ``s_{t+1} = img_step(s_t, a_t)``;
+* ``reward[t] = r_{t+1}`` and ``cont[t] = c_{t+1}`` are predicted from the
+  features of ``s_{t+1}``: the reward earned by the transition into
+  ``s_{t+1}`` and the probability that the episode goes on after it;
+* ``value[t] = v(s_t)`` for ``t = 0 .. H``.
+
+So ``reward`` and ``cont`` hold H entries and ``value`` holds H + 1. A state
+with ``c = 0`` is terminal: its reward still counts, nothing after it does.
+The horizon is a time limit, not a termination, so the return bootstraps on
+``v(s_H)`` there.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+def lambda_return(reward: Tensor, cont: Tensor, value: Tensor, gamma: float, lam: float) -> Tensor:
+    """TD(lambda) returns ``R_0 .. R_{H-1}`` of shape (H, ...).
+
+    ``R_t = r_{t+1} + gamma c_{t+1} ((1 - lam) v_{t+1} + lam R_{t+1})`` with
+    ``R_H = v_H``.
+
+    Args:
+        reward: (H, ...) rewards ``r_1 .. r_H``.
+        cont: (H, ...) continuation probabilities ``c_1 .. c_H`` in [0, 1].
+        value: (H + 1, ...) values ``v_0 .. v_H``; ``v_0`` is not used.
+    """
+    if reward.shape != cont.shape or value.shape != (reward.shape[0] + 1, *reward.shape[1:]):
+        raise ValueError(
+            f"lambda_return expects reward and cont of shape (H, ...) and value of shape (H + 1, ...); "
+            f"got reward {tuple(reward.shape)}, cont {tuple(cont.shape)}, value {tuple(value.shape)}"
+        )
+    reward, cont, value = reward.float(), cont.float(), value.float()
+    discount = gamma * cont
+    # Everything that does not depend on later returns, computed in one op.
+    interim = reward + discount * (1 - lam) * value[1:]
+    returns = []
+    last = value[-1]
+    for t in reversed(range(reward.shape[0])):
+        last = interim[t] + discount[t] * lam * last
+        returns.append(last)
+    return torch.stack(returns[::-1])
+
+
+def trajectory_weights(cont: Tensor, gamma: float, start_cont: Tensor | None = None) -> Tensor:
+    """Loss weights of the states ``s_0 .. s_{H-1}``, shape (H, ...).
+
+    ``w_0 = c_0`` (1 when ``start_cont`` is None) and
+    ``w_t = w_{t-1} gamma c_t``: the discounted probability that the episode
+    is still running in ``s_t``, so states after a predicted termination
+    barely count. Detached: the weights scale losses, they are not optimised.
+
+    Args:
+        cont: (H, ...) continuation probabilities ``c_1 .. c_H``.
+        start_cont: (...) ``c_0``, e.g. ``1 - is_terminal`` of the start states.
+    """
+    cont = cont.detach().float()
+    first = torch.ones_like(cont[0]) if start_cont is None else start_cont.detach().float().expand_as(cont[0])
+    factors = torch.cat([first[None], gamma * cont[:-1]], 0)
+    return torch.cumprod(factors, 0)
