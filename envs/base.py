@@ -58,16 +58,19 @@ class Space:
             raise ValueError(f"A discrete space needs shape (n,), got {self.shape}")
 
     def sample(self, rng: np.random.Generator) -> np.ndarray:
-        """A uniformly random element (a one-hot vector for a discrete space)."""
+        """A uniformly random element (a one-hot vector for a discrete space).
+
+        Unbounded entries are drawn from a standard normal instead.
+        """
         if self.discrete:
             action = np.zeros(self.shape, self.dtype)
             action[rng.integers(self.shape[0])] = 1
             return action
         if np.issubdtype(self.dtype, np.integer):
-            return rng.integers(self.low, self.high, self.shape, endpoint=True).astype(self.dtype)
-        low = max(self.low, -1e6)
-        high = min(self.high, 1e6)
-        return rng.uniform(low, high, self.shape).astype(self.dtype)
+            return rng.integers(int(self.low), int(self.high), self.shape, endpoint=True).astype(self.dtype)
+        if not (np.isfinite(self.low) and np.isfinite(self.high)):
+            return rng.standard_normal(self.shape).clip(self.low, self.high).astype(self.dtype)
+        return rng.uniform(self.low, self.high, self.shape).astype(self.dtype)
 
 
 def continuous_space(size: int) -> Space:

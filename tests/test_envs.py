@@ -150,7 +150,7 @@ def test_unknown_option_lists_the_valid_ones():
 
 
 class Scripted(Env):
-    """Rewards 1, 2, 3, ...; image i filled with value i; terminal after ``length`` frames."""
+    """Rewards 1, 2, 3, ...; frame i lights pixel (0, i) with 10 * i; terminal after ``length`` frames."""
 
     def __init__(self, length=100):
         self.obs_space = {"image": image_space(4, 6)}
@@ -166,7 +166,9 @@ class Scripted(Env):
         self.frame += 1
         end = self.frame >= self.length
         self.observed.append(observe or end)
-        values = {"image": np.full((4, 6, 3), self.frame, np.uint8)} if observe or end else {}
+        image = np.zeros((4, 6, 3), np.uint8)
+        image[0, self.frame % 6] = 10 * self.frame
+        values = {"image": image} if observe or end else {}
         return make_obs(values, reward=self.frame, is_terminal=end)
 
 
@@ -175,7 +177,8 @@ def test_action_repeat_sums_rewards_and_renders_only_needed_frames():
     env = ActionRepeat(inner, 3)
     env.reset()
     obs = env.step(np.zeros(1))
-    assert obs["reward"] == 1 + 2 + 3 and obs["image"][0, 0, 0] == 3
+    assert obs["reward"] == 1 + 2 + 3
+    assert obs["image"][0, 3, 0] == 30 and np.count_nonzero(obs["image"][..., 0]) == 1
     assert inner.observed == [False, False, True]
 
 
@@ -185,7 +188,8 @@ def test_action_repeat_max_pools_last_two_frames_and_stops_at_the_end():
     env.reset()
     obs = env.step(np.zeros(1))
     assert inner.observed == [False, False, True, True]
-    assert obs["image"].max() == 4
+    assert obs["image"][0, 3, 0] == 30 and obs["image"][0, 4, 0] == 40
+    assert np.count_nonzero(obs["image"][..., 0]) == 2
     obs = env.step(np.zeros(1))
     assert obs["is_terminal"] and obs["reward"] == 5 + 6 and inner.frame == 6
 
@@ -197,7 +201,7 @@ def test_time_limit_renders_its_last_frame_and_resize_changes_the_space():
     env.step(np.zeros(1))
     obs = env.step(np.zeros(1))
     assert obs["is_last"] and not obs["is_terminal"]
-    assert obs["image"].shape == (8, 12, 3) and obs["image"][0, 0, 0] == 4
+    assert obs["image"].shape == (8, 12, 3) and obs["image"][:2, 8:10, 0].min() == 40
 
 
 def test_space_sample_and_discrete_shape():
