@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from behavior.exploration import add_exploration
@@ -55,6 +56,9 @@ class Actor(nn.Module):
             raise ValueError(f"unknown act mode {mode!r}; allowed: {ACT_MODES}")
         dist = self(feat.detach())
         action = (dist.sample() if mode == "train" else dist.mode()).detach()
+        if self.discrete:
+            # Exact one-hot vectors: straight-through samples carry rounding error.
+            action = F.one_hot(action.argmax(-1), self.action_dim).to(action.dtype)
         if mode == "train":
             action = add_exploration(action, expl_noise, self.discrete)
         return action if self.discrete else action.clamp(-1, 1)

@@ -6,6 +6,10 @@ up, down, stay). The reward of reaching ``x'`` is ``-|x' - goal|^2``. Moving
 straight towards the goal at full speed minimises the distance at every step
 at once, so it is the optimal policy for any horizon and discount. Tests and
 benchmarks of behaviour learning and planning use it as the world model.
+
+The feature is the position plus a constant 1: bias-free layers followed by
+LayerNorm (DreamerV3's MLPs) are blind to the scale of their input, so
+without it the positions (0.5, 0) and (1, 0) would look the same.
 """
 
 from __future__ import annotations
@@ -19,7 +23,9 @@ DIRECTIONS = ((1.0, 0.0), (-1.0, 0.0), (0.0, 1.0), (0.0, -1.0), (0.0, 0.0))
 
 
 class PointMass:
-    """Implements :class:`behavior.imagine.LatentDynamics`; the feature is the position (B, 2)."""
+    """Implements :class:`behavior.imagine.LatentDynamics`; features are (B, 3): position and 1."""
+
+    feat_dim = 3
 
     def __init__(self, goal: tuple[float, float], discrete: bool = False, step: float = 0.5, device="cpu"):
         self.goal = torch.tensor(goal, dtype=torch.float32, device=device)
@@ -35,10 +41,10 @@ class PointMass:
         return {"x": state["x"] + move}
 
     def feat(self, state: State) -> Tensor:
-        return state["x"]
+        return torch.cat([state["x"], torch.ones_like(state["x"][:, :1])], -1)
 
     def reward(self, feat: Tensor) -> Tensor:
-        return -((feat - self.goal) ** 2).sum(-1)
+        return -((feat[..., :2] - self.goal) ** 2).sum(-1)
 
     def cont(self, feat: Tensor) -> Tensor:
         return torch.ones(feat.shape[:-1], device=feat.device)
