@@ -1,0 +1,200 @@
+"""The agent: acting with a filtered latent state, and one update step.
+
+Protocol (all arrays numpy, N environments, B x T replayed sequences):
+- ``act(obs, state, mode) -> (action (N, A) float32, state)``: ``obs`` holds
+  the adapters' keys with a leading N axis; ``state`` is None at the start or
+  what the previous call returned; ``mode`` is ``train`` (exploration),
+  ``eval`` (no exploration) or ``random`` (uniform actions for prefill).
+- ``update(batch) -> metrics``: one world-model step and one behaviour step
+  on a replayed batch of (B, T, ...) arrays. Non-finite losses skip the step.
+- ``report(batch) -> (videos, metrics)``: the world model's open-loop video.
+The agent owns the optimisers, gradient clipping and mixed precision; its
+``state_dict``/``load_state_dict`` cover modules and optimisers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from behavior.exploration import random_actions
+from behavior.imagine import flatten_states
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 1e-4
+    eps: float = 1e-8
+    clip: float = 1000.0  # gradient-norm clip (0: none)
+    weight_decay: float = 0.0
+
+
+def make_optimizer(params, cfg: OptimConfig, device: torch.device) -> torch.optim.Optimizer:
+    # foreach kernels batch the per-parameter updates, which pays on CPU and GPU.
+    return torch.optim.Adam(params, lr=cfg.lr, eps=cfg.eps, weight_decay=cfg.weight_decay, foreach=True)
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` picks CUDA when available, else CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device={name!r} was requested but CUDA is not available; use device=auto or device=cpu")
+    if device.type not in ("cpu", "cuda"):
+        raise ValueError(f"unknown device {name!r}; allowed: auto, cpu, cuda, cuda:N")
+    return device
+
+
+NON_MODEL_KEYS = ("reward", "is_first", "is_last", "is_terminal", "action")
+
+
+class Agent(nn.Module):
+    def __init__(
+        self,
+        world_model: nn.Module,
+        action_dim: int,
+        discrete: bool,
+        *,
+        behavior: nn.Module | None = None,
+        planner=None,
+        model_optim: OptimConfig = OptimConfig(),
+        actor_optim: OptimConfig = OptimConfig(3e-5, 1e-5, 100.0),
+        critic_optim: OptimConfig = OptimConfig(3e-5, 1e-5, 100.0),
+        expl_noise: float = 0.0,
+        bf16: bool = False,
+        device: torch.device | str = "cpu",
+    ):
+        super().__init__()
+        if (behavior is None) == (planner is None):
+            raise ValueError("give exactly one of behavior (actor-critic) or planner (CEM)")
+        self.device = torch.device(device)
+        self.world_model = world_model
+        self.behavior = behavior
+        self.planner = planner
+        self.action_dim, self.discrete = action_dim, discrete
+        self.expl_noise = expl_noise
+        self.bf16 = bf16
+        self.to(self.device)
+        self.model_clip = model_optim.clip
+        self.model_opt = make_optimizer(world_model.parameters(), model_optim, self.device)
+        if behavior is not None:
+            self.actor_params = list(behavior.actor.parameters())
+            self.critic_params = list(behavior.critic.parameters())
+            self.actor_clip, self.critic_clip = actor_optim.clip, critic_optim.clip
+            self.actor_opt = make_optimizer(self.actor_params, actor_optim, self.device)
+            self.critic_opt = make_optimizer(self.critic_params, critic_optim, self.device)
+
+    # ----------------------------------------------------------------- helpers
+    def _autocast(self):
+        if not self.bf16:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=torch.bfloat16)
+
+    def _tensors(self, data: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
+        return {k: torch.as_tensor(np.asarray(v), device=self.device) for k, v in data.items()}
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        opts = {"model": self.model_opt}
+        if self.behavior is not None:
+            opts.update(actor=self.actor_opt, critic=self.critic_opt)
+        return opts
+
+    # -------------------------------------------------------------------- act
+    @torch.no_grad()
+    def act(self, obs: dict[str, np.ndarray], state=None, mode: str = "train"):
+        if mode not in ("train", "eval", "random"):
+            raise ValueError(f"unknown act mode {mode!r}; allowed: train, eval, random")
+        count = len(obs["is_first"])
+        if mode == "random":
+            return random_actions(count, self.action_dim, self.discrete).numpy(), None
+        data = self._tensors({k: v for k, v in obs.items() if k not in NON_MODEL_KEYS or k == "is_first"})
+        wm = self.world_model
+        if state is None:
+            state = (wm.initial(count), torch.zeros(count, self.action_dim, device=self.device))
+        latent, prev_action = state
+        with self._autocast():
+            embed = wm.encode({k: v for k, v in data.items() if k != "is_first"})
+            post, _ = wm.obs_step(latent, prev_action, embed, data["is_first"])
+            if self.planner is not None:
+                action = self.planner.plan(wm, post)
+                if mode == "train" and self.expl_noise > 0:
+                    action = action + self.expl_noise * torch.randn_like(action)
+            else:
+                action = self.behavior.act(wm.feat(post), mode)
+        action = action.float()
+        if not self.discrete:
+            action = action.clamp(-1, 1)
+        return action.cpu().numpy(), (post, action)
+
+    # ----------------------------------------------------------------- update
+    def _step(self, opt, loss, params, clip, inputs=None, retain=False) -> float:
+        opt.zero_grad(set_to_none=True)
+        loss.backward(inputs=inputs, retain_graph=retain)
+        norm = torch.nn.utils.clip_grad_norm_(params, clip if clip > 0 else float("inf"), foreach=True)
+        opt.step()
+        return float(norm)
+
+    def update(self, batch: dict[str, np.ndarray]) -> dict[str, float]:
+        """One world-model and one behaviour update; returns ``train/...`` metrics.
+
+        If any loss is NaN or infinite, no parameter changes and the returned
+        metrics hold ``train/nonfinite = 1``; the caller decides when to stop.
+        """
+        data = self._tensors(batch)
+        wm = self.world_model
+        with self._autocast():
+            model_loss, post, _, wm_metrics = wm.loss(data)
+        if not torch.isfinite(model_loss):
+            return {"train/nonfinite": 1.0}
+        metrics = {f"train/{k}": float(v) for k, v in wm_metrics.items()}
+        metrics["train/model_grad_norm"] = self._step(
+            self.model_opt, model_loss, list(wm.parameters()), self.model_clip
+        )
+        if self.behavior is not None:
+            start = flatten_states(post)
+            # Imagining onward from a terminal state must not count.
+            start_cont = 1.0 - data["is_terminal"].float().reshape(-1)
+            with self._autocast():
+                losses, behavior_metrics = self.behavior.loss(wm, start, start_cont)
+            if not all(torch.isfinite(v) for v in losses.values()):
+                metrics["train/nonfinite"] = 1.0
+                return metrics
+            metrics["train/actor_grad_norm"] = self._step(
+                self.actor_opt, losses["actor"], self.actor_params, self.actor_clip, self.actor_params, retain=True
+            )
+            metrics["train/critic_grad_norm"] = self._step(
+                self.critic_opt, losses["critic"], self.critic_params, self.critic_clip, self.critic_params
+            )
+            # The actor loss may backpropagate through the model; those
+            # gradients must not linger into the next model step.
+            wm.zero_grad(set_to_none=True)
+            self.behavior.update_slow_critic()
+            metrics.update({f"train/{k}": float(v) for k, v in behavior_metrics.items()})
+        metrics["train/nonfinite"] = 0.0
+        return metrics
+
+    @torch.no_grad()
+    def report(self, batch: dict[str, np.ndarray]):
+        """Open-loop video and its metrics from the world model."""
+        with self._autocast():
+            out = self.world_model.report(self._tensors(batch))
+        videos = {k: v for k, v in out.items() if isinstance(v, np.ndarray) and v.ndim == 4}
+        scalars = {f"report/{k}": float(v) for k, v in out.items() if k not in videos}
+        return videos, scalars
+
+    # ------------------------------------------------------------- checkpoint
+    def checkpoint_state(self) -> dict:
+        return {
+            "modules": self.state_dict(),
+            "optimizers": {name: opt.state_dict() for name, opt in self.optimizers().items()},
+        }
+
+    def load_checkpoint_state(self, state: dict) -> None:
+        self.load_state_dict(state["modules"])
+        for name, opt in self.optimizers().items():
+            opt.load_state_dict(state["optimizers"][name])

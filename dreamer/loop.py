@@ -1,0 +1,308 @@
+"""The training loop: collect with the policy, replay, update, evaluate, save.
+
+Counting convention: a *frame* is one environment frame (an agent step with
+action repeat 2 is 2 frames); every logged ``step`` and every frame budget in
+the config is in frames. The train ratio is replayed steps per agent step, so
+``updates = agent_steps * train_ratio / (batch_size * batch_length)`` whatever
+the environment's speed.
+
+The loop receives factories and built objects, never the config, so tests can
+hand in a dummy environment and a counting agent.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from dreamer import checkpoint as ckpt
+
+
+@dataclass
+class LoopSettings:
+    steps: int  # frames to train for
+    prefill: int = 5000  # frames of random actions before the first update
+    train_ratio: float = 512
+    batch_size: int = 16
+    batch_length: int = 64
+    action_repeat: int = 1
+    eval_every: int = 10_000
+    eval_episodes: int = 1
+    log_every: int = 1000
+    report_every: int = 20_000
+    checkpoint_every: float = 300.0  # seconds
+    max_nonfinite_updates: int = 10
+    progress: bool = True
+
+
+@dataclass
+class Counters:
+    frames: int = 0
+    agent_steps: int = 0
+    updates: int = 0
+    episodes: int = 0
+    owed_updates: float = 0.0  # fractional updates carried between env steps
+    next_eval: int = 0
+    next_log: int = 0
+    next_report: int = 0
+
+    def state(self) -> dict:
+        return dict(self.__dict__)
+
+
+class NonFiniteLossError(RuntimeError):
+    pass
+
+
+class StopRequested(Exception):
+    pass
+
+
+class Trainer:
+    """Owns one run: counters, episode bookkeeping, evaluation and checkpoints."""
+
+    def __init__(
+        self,
+        settings: LoopSettings,
+        run_dir: str | Path,
+        make_envs: Callable,
+        make_eval_env: Callable | None,
+        agent,
+        replay,
+        logger,
+        config_slice: dict,
+        seed: int = 0,
+    ):
+        self.s = settings
+        self.run_dir = Path(run_dir)
+        self.make_envs, self.make_eval_env = make_envs, make_eval_env
+        self.agent, self.replay, self.logger = agent, replay, logger
+        self.config_slice = config_slice
+        self.rng = np.random.default_rng(seed)
+        self.counters = Counters()
+        self.checkpoint_path = self.run_dir / "checkpoint.pt"
+        self._stop_signal: int | None = None
+        self._nonfinite_streak = 0
+        self._last_save = time.time()
+
+    # ------------------------------------------------------------ checkpoint
+    def save(self) -> None:
+        ckpt.save(
+            self.checkpoint_path,
+            {
+                "agent": self.agent.checkpoint_state(),
+                "counters": self.counters.state(),
+                "rng": ckpt.rng_state(self.rng),
+                "config": self.config_slice,
+            },
+        )
+        self._last_save = time.time()
+
+    def restore(self) -> bool:
+        """Resume from the run directory's checkpoint and replay, if any."""
+        loaded = self.replay.load()
+        if not self.checkpoint_path.exists():
+            if loaded:
+                print(f"[dreamer] no checkpoint; reloaded {loaded} replay steps from {self.run_dir / 'replay'}")
+            return False
+        state = ckpt.load(self.checkpoint_path)
+        ckpt.check_compatible(state["config"], self.config_slice, self.checkpoint_path)
+        self.agent.load_checkpoint_state(state["agent"])
+        self.counters = Counters(**state["counters"])
+        ckpt.restore_rng(state["rng"], self.rng)
+        print(
+            f"[dreamer] resumed from {self.checkpoint_path}: {self.counters.frames} frames, "
+            f"{self.counters.updates} updates, {loaded} replay steps reloaded"
+        )
+        return True
+
+    # --------------------------------------------------------------- signals
+    def _on_signal(self, signum, frame) -> None:
+        self._stop_signal = signum
+
+    def _install_signal_handlers(self):
+        previous = {}
+        for sig in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGUSR1", None)):
+            if sig is not None:
+                try:
+                    previous[sig] = signal.signal(sig, self._on_signal)
+                except ValueError:  # not in the main thread
+                    pass
+        return previous
+
+    # ------------------------------------------------------------------ run
+    def run(self) -> Counters:
+        self.restore()
+        previous_handlers = self._install_signal_handlers()
+        envs = self.make_envs()
+        progress = _Progress(self.s.steps, self.counters.frames, self.s.progress)
+        try:
+            self._collect_and_train(envs, progress)
+            progress.close()
+            self._evaluate()
+            self.logger.write(self.counters.frames)
+        except StopRequested:
+            print(f"[dreamer] signal {self._stop_signal} received: saving and stopping")
+        finally:
+            progress.close()
+            try:
+                self.save()
+            finally:
+                envs.close()
+                self.logger.close()
+                for sig, handler in previous_handlers.items():
+                    signal.signal(sig, handler)
+        return self.counters
+
+    def _collect_and_train(self, envs, progress) -> None:
+        s, c = self.s, self.counters
+        num = envs.num_envs
+        obs = _stack(envs.reset())
+        policy_state = None
+        prev_action = np.zeros((num, self.agent.action_dim), np.float32)
+        scores, lengths = np.zeros(num), np.zeros(num, np.int64)
+        window_frames, window_start = c.frames, time.time()
+        while c.frames < s.steps:
+            if self._stop_signal is not None:
+                raise StopRequested()
+            mode = "random" if c.frames < s.prefill and len(self.replay) < s.prefill else "train"
+            action, policy_state = self.agent.act(obs, policy_state, mode)
+            self._store(obs, prev_action, num)
+            # Finished episodes are reset by the env on this step; their action is unused.
+            prev_action = np.where(obs["is_last"][:, None], 0.0, action).astype(np.float32)
+            scores, lengths = self._track_episodes(obs, scores, lengths)
+            obs = _stack(envs.step(list(action)))
+            for worker in getattr(envs, "restarted", []):
+                self.replay.drop_partial(worker)
+                scores[worker], lengths[worker] = 0, 0
+                prev_action[worker] = 0
+            c.agent_steps += num
+            c.frames += num * s.action_repeat
+            progress.update(c.frames)
+            self._train(num)
+            if c.frames >= c.next_log:
+                c.next_log = c.frames + s.log_every
+                elapsed = time.time() - window_start
+                if elapsed > 0:
+                    self.logger.scalar("fps", (c.frames - window_frames) / elapsed)
+                window_frames, window_start = c.frames, time.time()
+                self.logger.scalar("replay/steps", len(self.replay))
+                self.logger.scalar("train/updates", c.updates)
+                self.logger.write(c.frames)
+            if s.eval_every and c.frames >= c.next_eval:
+                c.next_eval = c.frames + s.eval_every
+                if c.frames > 0:
+                    self._evaluate()
+                    self.logger.write(c.frames)
+            if time.time() - self._last_save > s.checkpoint_every:
+                self.save()
+
+    def _store(self, obs: dict[str, np.ndarray], prev_action: np.ndarray, num: int) -> None:
+        for i in range(num):
+            step = {k: v[i] for k, v in obs.items()}
+            step["action"] = prev_action[i]
+            self.replay.add(step, worker=i)
+
+    def _track_episodes(self, obs, scores, lengths):
+        scores = np.where(obs["is_first"], 0.0, scores + obs["reward"])
+        lengths = np.where(obs["is_first"], 0, lengths + 1)
+        for i in np.flatnonzero(obs["is_last"]):
+            self.counters.episodes += 1
+            self.logger.scalar("episode/score", scores[i])
+            self.logger.scalar("episode/length", lengths[i] * self.s.action_repeat)
+        return scores, lengths
+
+    def _train(self, new_agent_steps: int) -> None:
+        s, c = self.s, self.counters
+        if len(self.replay) < max(s.prefill // s.action_repeat, s.batch_length) or c.frames < s.prefill:
+            return
+        c.owed_updates += new_agent_steps * s.train_ratio / (s.batch_size * s.batch_length)
+        while c.owed_updates >= 1:
+            c.owed_updates -= 1
+            batch = self.replay.sample(s.batch_size, s.batch_length)
+            metrics = self.agent.update(batch)
+            if metrics.get("train/nonfinite", 0.0):
+                self._nonfinite_streak += 1
+                self.logger.scalar("train/nonfinite_skipped", 1)
+                if self._nonfinite_streak >= s.max_nonfinite_updates:
+                    self.save()
+                    raise NonFiniteLossError(
+                        f"{self._nonfinite_streak} consecutive updates had NaN or infinite losses "
+                        f"(at {c.frames} frames); the checkpoint was saved to {self.checkpoint_path}. "
+                        "Lower the learning rates or check the observations for NaNs."
+                    )
+                continue
+            self._nonfinite_streak = 0
+            c.updates += 1
+            self.logger.scalars(metrics)
+            if s.report_every and c.frames >= c.next_report:
+                c.next_report = c.frames + s.report_every
+                videos, scalars = self.agent.report(batch)
+                self.logger.scalars(scalars)
+                for name, frames in videos.items():
+                    self.logger.video(name, frames)
+
+    def _evaluate(self) -> None:
+        if self.make_eval_env is None or self.s.eval_episodes <= 0:
+            return
+        results = evaluate_episodes(self.agent, self.make_eval_env, self.s.eval_episodes, record_video=True)
+        self.logger.scalar("eval/score", np.mean(results["scores"]))
+        self.logger.scalar("eval/length", np.mean(results["lengths"]) * self.s.action_repeat)
+        if results["video"] is not None:
+            self.logger.video("eval/video", results["video"])
+
+
+def evaluate_episodes(agent, make_env: Callable, episodes: int, record_video: bool = False) -> dict:
+    """Run ``episodes`` full episodes without exploration; the first one's frames form the video."""
+    env = make_env()
+    scores, lengths, video = [], [], None
+    try:
+        for episode in range(episodes):
+            obs, state, frames, score, length = env.reset(), None, [], 0.0, 0
+            while True:
+                if record_video and episode == 0 and "image" in obs:
+                    frames.append(obs["image"])
+                if obs["is_last"]:
+                    break
+                batch = {k: np.asarray(v)[None] for k, v in obs.items()}
+                action, state = agent.act(batch, state, "eval")
+                obs = env.step(action[0])
+                score += float(obs["reward"])
+                length += 1
+            scores.append(score)
+            lengths.append(length)
+            if frames:
+                video = np.stack(frames)
+    finally:
+        env.close()
+    return {"scores": scores, "lengths": lengths, "video": video}
+
+
+def _stack(observations: list[dict]) -> dict[str, np.ndarray]:
+    return {k: np.stack([o[k] for o in observations]) for k in observations[0]}
+
+
+class _Progress:
+    """A tqdm bar in frames, with FPS and ETA; silent when disabled."""
+
+    def __init__(self, total: int, initial: int, enabled: bool):
+        self.bar = None
+        if enabled:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, initial=initial, unit="frame", unit_scale=True, dynamic_ncols=True)
+        self.last = initial
+
+    def update(self, frames: int) -> None:
+        if self.bar is not None:
+            self.bar.update(frames - self.last)
+        self.last = frames
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()

@@ -1,0 +1,156 @@
+"""The one place that reads the Hydra config and builds a run from it.
+
+Everything below this module receives plain constructor arguments: the
+environments get ``cfg.env``, the world model ``cfg.model`` + ``cfg.algo.world_model``,
+the behaviour ``cfg.algo.behavior``, the loop a :class:`LoopSettings`.
+"""
+
+from __future__ import annotations
+
+import functools
+import random
+from pathlib import Path
+
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+import envs
+from behavior.imagination import ImaginationBehavior
+from behavior.planner import CEMPlanner
+from dreamer.agent import Agent, OptimConfig, resolve_device
+from dreamer.logger import Logger
+from dreamer.loop import LoopSettings, Trainer
+from dreamer.replay import Replay
+from world_model.world_model import WorldModel
+
+ENV_LOOP_KEYS = ("num_envs", "parallel")
+
+
+def env_options(env_cfg: DictConfig) -> tuple[str, str, dict]:
+    options = OmegaConf.to_container(env_cfg, resolve=True)
+    suite, task = options.pop("suite"), options.pop("task")
+    for key in ENV_LOOP_KEYS:
+        options.pop(key, None)
+    return suite, task, options
+
+
+def env_setup(env_cfg: DictConfig, seed: int, rank: int = 0):
+    """Picklable training-worker factories, the eval-env factory, and whether workers are processes."""
+    suite, task, options = env_options(env_cfg)
+    options.pop("seed", None)
+    num = int(env_cfg.get("num_envs", 1))
+    train_fns = envs.env_factories(suite, task, num, seed=seed, rank=rank, **options)
+    eval_fn = functools.partial(envs.make_env, suite, task, seed=seed + 10_000 + rank, **options)
+    return train_fns, eval_fn, bool(env_cfg.get("parallel", True))
+
+
+def build_agent(cfg: DictConfig, obs_space: dict, act_space, device: torch.device) -> Agent:
+    algo = cfg.algo
+    obs_shapes = {k: tuple(space.shape) for k, space in obs_space.items()}
+    action_dim = int(act_space.shape[0])
+    # The algo preset's world-model settings win over the size group's.
+    world_model = WorldModel(obs_shapes, action_dim, **{**_container(cfg.model), **_container(algo.world_model)})
+    behavior, planner = None, None
+    if algo.policy == "actor":
+        behavior = ImaginationBehavior(
+            world_model.feat_size,
+            action_dim,
+            act_space.discrete,
+            units=cfg.model.mlp_units,
+            layers=cfg.model.mlp_layers,
+            **_container(algo.behavior),
+        )
+    elif algo.policy == "planner":
+        planner = CEMPlanner(action_dim, **_container(algo.planner))
+    else:
+        raise ValueError(f"algo.policy={algo.policy!r}; allowed: actor, planner")
+    optim = {name: OptimConfig(**_container(algo.optim[name])) for name in algo.optim}
+    return Agent(
+        world_model,
+        action_dim,
+        act_space.discrete,
+        behavior=behavior,
+        planner=planner,
+        model_optim=optim["model"],
+        actor_optim=optim.get("actor", OptimConfig()),
+        critic_optim=optim.get("critic", OptimConfig()),
+        expl_noise=algo.expl_noise,
+        bf16=_bf16(cfg, device),
+        device=device,
+    )
+
+
+def _bf16(cfg: DictConfig, device: torch.device) -> bool:
+    setting = cfg.get("bf16", "auto")
+    if setting == "auto":
+        return device.type == "cuda"
+    return bool(setting)
+
+
+def _container(node) -> dict:
+    return OmegaConf.to_container(node, resolve=True) if node is not None else {}
+
+
+def compatibility_slice(cfg: DictConfig) -> dict:
+    """Settings that a checkpoint must share with the run that loads it."""
+    return {
+        "env": {"suite": cfg.env.suite, "task": cfg.env.task},
+        "model": _container(cfg.model),
+        "algo": _container(cfg.algo),
+    }
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def run(cfg: DictConfig, run_dir: str | Path | None = None):
+    """Build everything from ``cfg`` and train; returns the final counters."""
+    if run_dir is None:
+        from hydra.core.hydra_config import HydraConfig
+
+        run_dir = HydraConfig.get().runtime.output_dir
+    run_dir = Path(run_dir)
+    seed_everything(int(cfg.seed))
+    device = resolve_device(str(cfg.device))
+    train_fns, eval_fn, parallel = env_setup(cfg.env, int(cfg.seed))
+    probe = eval_fn()
+    obs_space, act_space = probe.obs_space, probe.act_space
+    probe.close()
+    agent = build_agent(cfg, obs_space, act_space, device)
+    algo = cfg.algo
+    settings = LoopSettings(
+        steps=int(cfg.steps),
+        prefill=int(cfg.prefill),
+        train_ratio=float(algo.train_ratio),
+        batch_size=int(algo.batch_size),
+        batch_length=int(algo.batch_length),
+        action_repeat=int(cfg.env.get("action_repeat", 1)),
+        eval_every=int(cfg.eval_every),
+        eval_episodes=int(cfg.eval_episodes),
+        log_every=int(cfg.log_every),
+        report_every=int(cfg.report_every),
+        checkpoint_every=float(cfg.checkpoint_every),
+        max_nonfinite_updates=int(cfg.max_nonfinite_updates),
+        progress=bool(cfg.progress),
+    )
+    replay = Replay(int(cfg.replay_capacity), run_dir / "replay", int(cfg.replay_chunk), seed=int(cfg.seed))
+    print(
+        f"[dreamer] {algo.name} on {cfg.env.suite}:{cfg.env.task} | device {device} | "
+        f"{sum(p.numel() for p in agent.parameters()) / 1e6:.1f}M parameters | run dir {run_dir}"
+    )
+    trainer = Trainer(
+        settings,
+        run_dir,
+        make_envs=lambda: envs.VectorEnv(train_fns, parallel=parallel),
+        make_eval_env=eval_fn,
+        agent=agent,
+        replay=replay,
+        logger=Logger(run_dir, tensorboard=bool(cfg.tensorboard)),
+        config_slice=compatibility_slice(cfg),
+        seed=int(cfg.seed),
+    )
+    return trainer.run()

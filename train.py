@@ -1,0 +1,22 @@
+"""Train a world-model agent. Examples:
+
+    python train.py                                   # quickstart: learns on a laptop CPU
+    python train.py experiment=dmc_vision env.task=walker_walk seed=3
+    python train.py -m env.task=walker_walk,cheetah_run seed=0,1,2 hydra/launcher=submitit_local
+
+Re-running a command with the same ``hydra.run.dir`` resumes that run.
+"""
+
+import hydra
+from omegaconf import DictConfig
+
+from dreamer.run import run
+
+
+@hydra.main(config_path="configs", config_name="config", version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    run(cfg)
+
+
+if __name__ == "__main__":
+    main()
