@@ -59,7 +59,7 @@ def test_loss_shapes_and_gradients(device, latent, keys, batch, length):
     # Continuing from the returned state works and the heads read any feature batch.
     model.loss(data, last)
     feat = model.feat(post)
-    assert feat.shape == (batch, length, model.rssm.feat_size)
+    assert feat.shape == (batch, length, model.feat_size)
     assert model.reward(feat).shape == model.cont(feat).shape == (batch, length)
     state = model.initial(batch)
     embed = model.encode({k: data[k][:, 0] for k in shapes})

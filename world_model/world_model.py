@@ -138,6 +138,11 @@ class WorldModel(nn.Module):
         return scales
 
     @property
+    def feat_size(self) -> int:
+        """Size F of ``feat(state)``: stoch_flat + deter."""
+        return self.rssm.feat_size
+
+    @property
     def device(self) -> torch.device:
         return self.rssm.initial_deter.device
 
