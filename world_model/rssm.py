@@ -297,13 +297,17 @@ class RSSM(nn.Module):
         mean over all steps (DreamerV1/V2, returns scalars), else to every
         step (DreamerV3, returns (...)), giving zero gradient where it binds.
         """
-        detach = lambda s: {k: v.detach() for k, v in s.items()}  # noqa: E731
         dyn = self.kl(detach(post), prior)
         rep = self.kl(post, detach(prior))
         kl = dyn.detach()
         if free_bits_mean:
             dyn, rep = dyn.mean(), rep.mean()
         return dyn.clamp(min=free_bits), rep.clamp(min=free_bits), kl
+
+
+def detach(state: State) -> State:
+    """The same state without gradients (the stop-gradient sg of the KL terms)."""
+    return {k: v.detach() for k, v in state.items()}
 
 
 def stack_states(states: list[State], dim: int = 1) -> State:
