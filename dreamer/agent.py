@@ -50,6 +50,10 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
+def all_finite(tensors: list[torch.Tensor]) -> bool:
+    return all(bool(torch.isfinite(t).all()) for t in tensors)
+
+
 NON_MODEL_KEYS = ("reward", "is_first", "is_last", "is_terminal", "action")
 
 
@@ -81,6 +85,8 @@ class Agent(nn.Module):
         self.bf16 = bf16
         self.to(self.device)
         self.model_clip = model_optim.clip
+        # dreamer.distributed swaps in a check that all ranks agree on, so they skip together.
+        self._all_finite = all_finite
         self.model_opt = make_optimizer(world_model.parameters(), model_optim, self.device)
         if behavior is not None:
             self.actor_params = list(behavior.actor.parameters())
@@ -149,7 +155,7 @@ class Agent(nn.Module):
         wm = self.world_model
         with self._autocast():
             model_loss, post, _, wm_metrics = wm.loss(data)
-        if not torch.isfinite(model_loss):
+        if not self._all_finite([model_loss]):
             return {"train/nonfinite": 1.0}
         metrics = {f"train/{k}": float(v) for k, v in wm_metrics.items()}
         metrics["train/model_grad_norm"] = self._step(
@@ -161,7 +167,7 @@ class Agent(nn.Module):
             start_cont = 1.0 - data["is_terminal"].float().reshape(-1)
             with self._autocast():
                 losses, behavior_metrics = self.behavior.loss(wm, start, start_cont)
-            if not all(torch.isfinite(v) for v in losses.values()):
+            if not self._all_finite(list(losses.values())):
                 metrics["train/nonfinite"] = 1.0
                 return metrics
             metrics["train/actor_grad_norm"] = self._step(

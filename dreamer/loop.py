@@ -77,12 +77,18 @@ class Trainer:
         logger,
         config_slice: dict,
         seed: int = 0,
+        ranks=None,
     ):
+        """``ranks``: a :class:`dreamer.distributed.Distributed` when several ranks
+        train together (rank 0 alone saves); None for a single process."""
         self.s = settings
         self.run_dir = Path(run_dir)
         self.make_envs, self.make_eval_env = make_envs, make_eval_env
         self.agent, self.replay, self.logger = agent, replay, logger
         self.config_slice = config_slice
+        self.is_main = ranks is None or ranks.is_main
+        # Decisions that gate an update or the stop must be the same on every rank.
+        self._any = ranks.any if ranks is not None else lambda *flags: flags
         self.rng = np.random.default_rng(seed)
         self.counters = Counters()
         self.checkpoint_path = self.run_dir / "checkpoint.pt"
@@ -92,6 +98,8 @@ class Trainer:
 
     # ------------------------------------------------------------ checkpoint
     def save(self) -> None:
+        if not self.is_main:
+            return
         ckpt.save(
             self.checkpoint_path,
             {
@@ -114,7 +122,8 @@ class Trainer:
         ckpt.check_compatible(state["config"], self.config_slice, self.checkpoint_path)
         self.agent.load_checkpoint_state(state["agent"])
         self.counters = Counters(**state["counters"])
-        ckpt.restore_rng(state["rng"], self.rng)
+        if self.is_main:  # other ranks keep their own seeds, so their noise differs
+            ckpt.restore_rng(state["rng"], self.rng)
         print(
             f"[dreamer] resumed from {self.checkpoint_path}: {self.counters.frames} frames, "
             f"{self.counters.updates} updates, {loaded} replay steps reloaded"
@@ -147,7 +156,7 @@ class Trainer:
             self._evaluate()
             self.logger.write(self.counters.frames)
         except StopRequested:
-            print(f"[dreamer] signal {self._stop_signal} received: saving and stopping")
+            print(f"[dreamer] signal {self._stop_signal or 'on another rank'} received: saving and stopping")
         finally:
             progress.close()
             try:
@@ -168,7 +177,7 @@ class Trainer:
         scores, lengths = np.zeros(num), np.zeros(num, np.int64)
         window_frames, window_start = c.frames, time.time()
         while c.frames < s.steps:
-            if self._stop_signal is not None:
+            if self._any(self._stop_signal is not None)[0]:
                 raise StopRequested()
             mode = "random" if c.frames < s.prefill and len(self.replay) < s.prefill else "train"
             action, policy_state = self.agent.act(obs, policy_state, mode)
@@ -219,7 +228,8 @@ class Trainer:
 
     def _train(self, new_agent_steps: int) -> None:
         s, c = self.s, self.counters
-        if len(self.replay) < max(s.prefill // s.action_repeat, s.batch_length) or c.frames < s.prefill:
+        waiting = len(self.replay) < max(s.prefill // s.action_repeat, s.batch_length) or c.frames < s.prefill
+        if self._any(waiting)[0]:
             return
         c.owed_updates += new_agent_steps * s.train_ratio / (s.batch_size * s.batch_length)
         while c.owed_updates >= 1:

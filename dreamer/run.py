@@ -19,6 +19,7 @@ import envs
 from behavior.imagination import ImaginationBehavior
 from behavior.planner import CEMPlanner
 from dreamer.agent import Agent, OptimConfig, resolve_device
+from dreamer.distributed import Distributed, NullLogger, detect_launch, replay_dir, run_trainer
 from dreamer.logger import Logger
 from dreamer.loop import LoopSettings, Trainer
 from dreamer.replay import Replay
@@ -101,6 +102,17 @@ def compatibility_slice(cfg: DictConfig) -> dict:
     }
 
 
+def start_distributed(cfg: DictConfig) -> Distributed | None:
+    """Join the process group when a launcher started several ranks; None for a single process."""
+    launch = detect_launch()
+    if launch is None:
+        return None
+    options = cfg.get("distributed") or {}
+    return Distributed(
+        launch, str(cfg.device), str(options.get("backend", "auto")), float(options.get("timeout", 600))
+    )
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
@@ -114,13 +126,20 @@ def run(cfg: DictConfig, run_dir: str | Path | None = None):
 
         run_dir = HydraConfig.get().runtime.output_dir
     run_dir = Path(run_dir)
-    seed_everything(int(cfg.seed))
-    device = resolve_device(str(cfg.device))
-    train_fns, eval_fn, parallel = env_setup(cfg.env, int(cfg.seed))
+    ranks = start_distributed(cfg)
+    rank, is_main = (ranks.rank, ranks.is_main) if ranks else (0, True)
+    if ranks:
+        # Each rank's Hydra names the directory by its own clock; rank 0's name wins.
+        run_dir = Path(ranks.from_main(str(run_dir)))
+    seed_everything(int(cfg.seed) + rank)
+    device = ranks.device if ranks else resolve_device(str(cfg.device))
+    train_fns, eval_fn, parallel = env_setup(cfg.env, int(cfg.seed), rank)
     probe = eval_fn()
     obs_space, act_space = probe.obs_space, probe.act_space
     probe.close()
     agent = build_agent(cfg, obs_space, act_space, device)
+    if ranks:
+        ranks.setup_agent(agent)
     algo = cfg.algo
     settings = LoopSettings(
         steps=int(cfg.steps),
@@ -130,17 +149,20 @@ def run(cfg: DictConfig, run_dir: str | Path | None = None):
         batch_length=int(algo.batch_length),
         action_repeat=int(cfg.env.get("action_repeat", 1)),
         eval_every=int(cfg.eval_every),
-        eval_episodes=int(cfg.eval_episodes),
+        eval_episodes=int(cfg.eval_episodes) if is_main else 0,
         log_every=int(cfg.log_every),
-        report_every=int(cfg.report_every),
+        report_every=int(cfg.report_every) if is_main else 0,
         checkpoint_every=float(cfg.checkpoint_every),
         max_nonfinite_updates=int(cfg.max_nonfinite_updates),
-        progress=bool(cfg.progress),
+        progress=bool(cfg.progress) and is_main,
     )
-    replay = Replay(int(cfg.replay_capacity), run_dir / "replay", int(cfg.replay_chunk), seed=int(cfg.seed))
+    replay = Replay(
+        int(cfg.replay_capacity), replay_dir(run_dir, rank), int(cfg.replay_chunk), seed=int(cfg.seed) + rank
+    )
     print(
         f"[dreamer] {algo.name} on {cfg.env.suite}:{cfg.env.task} | device {device} | "
-        f"{sum(p.numel() for p in agent.parameters()) / 1e6:.1f}M parameters | run dir {run_dir}"
+        + (f"rank {rank} of {ranks.world_size} | " if ranks else "")
+        + f"{sum(p.numel() for p in agent.parameters()) / 1e6:.1f}M parameters | run dir {run_dir}"
     )
     trainer = Trainer(
         settings,
@@ -149,8 +171,9 @@ def run(cfg: DictConfig, run_dir: str | Path | None = None):
         make_eval_env=eval_fn,
         agent=agent,
         replay=replay,
-        logger=Logger(run_dir, tensorboard=bool(cfg.tensorboard)),
+        logger=Logger(run_dir, tensorboard=bool(cfg.tensorboard)) if is_main else NullLogger(),
         config_slice=compatibility_slice(cfg),
-        seed=int(cfg.seed),
+        seed=int(cfg.seed) + rank,
+        ranks=ranks,
     )
-    return trainer.run()
+    return run_trainer(trainer, ranks)
