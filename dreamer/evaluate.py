@@ -1,0 +1,92 @@
+"""Evaluate a run's checkpoint without exploration noise.
+
+    python -m dreamer.evaluate RUN_DIR [--episodes 10] [--device auto] [--out DIR]
+
+Rebuilds the environment and agent from ``RUN_DIR/.hydra/config.yaml``, loads
+``RUN_DIR/checkpoint.pt``, runs the episodes, writes ``eval_scores.json`` and
+``eval_video.mp4`` (the first episode) and prints a summary.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import imageio
+import numpy as np
+from omegaconf import OmegaConf
+
+from dreamer import checkpoint as ckpt
+from dreamer.agent import resolve_device
+from dreamer.loop import evaluate_episodes
+from dreamer.run import build_agent, compatibility_slice, env_setup, seed_everything
+
+
+def evaluate(run_dir: str | Path, episodes: int = 10, device: str = "auto", out: str | Path | None = None) -> dict:
+    run_dir = Path(run_dir)
+    config_path = run_dir / ".hydra" / "config.yaml"
+    if not config_path.exists():
+        raise ckpt.CheckpointError(f"{run_dir} is not a run directory: {config_path} is missing")
+    cfg = OmegaConf.load(config_path)
+    state = ckpt.load(run_dir / "checkpoint.pt")
+    ckpt.check_compatible(state["config"], compatibility_slice(cfg), run_dir / "checkpoint.pt")
+    seed_everything(int(cfg.seed))
+    _, eval_fn, _ = env_setup(cfg.env, int(cfg.seed))
+    probe = eval_fn()
+    obs_space, act_space = probe.obs_space, probe.act_space
+    probe.close()
+    agent = build_agent(cfg, obs_space, act_space, resolve_device(device))
+    agent.load_checkpoint_state(state["agent"])
+    agent.eval()
+    print(f"[evaluate] {cfg.algo.name} on {cfg.env.suite}:{cfg.env.task}, checkpoint at {state['counters']['frames']} frames")
+    results = evaluate_episodes(agent, eval_fn, episodes, record_video=True)
+    out = Path(out) if out is not None else run_dir
+    out.mkdir(parents=True, exist_ok=True)
+    summary = {
+        "run_dir": str(run_dir),
+        "frames": int(state["counters"]["frames"]),
+        "episodes": episodes,
+        "scores": [float(s) for s in results["scores"]],
+        "lengths": [int(n) * int(cfg.env.get("action_repeat", 1)) for n in results["lengths"]],
+        "mean": float(np.mean(results["scores"])),
+        "std": float(np.std(results["scores"])),
+    }
+    (out / "eval_scores.json").write_text(json.dumps(summary, indent=2) + "\n")
+    if results["video"] is not None:
+        summary["video"] = str(out / "eval_video.mp4")
+        imageio.mimwrite(summary["video"], _even(results["video"]), fps=16, macro_block_size=1)
+    return summary
+
+
+def _even(frames: np.ndarray) -> np.ndarray:
+    """Pad to even height and width, which H.264 encoders need."""
+    _, h, w, _ = frames.shape
+    return np.pad(frames, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m dreamer.evaluate", description=__doc__.split("\n\n")[0])
+    parser.add_argument("run_dir", help="a run directory with .hydra/config.yaml and checkpoint.pt")
+    parser.add_argument("--episodes", type=int, default=10, help="episodes to run (default 10)")
+    parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    parser.add_argument("--out", default=None, help="where to write scores and video (default: the run dir)")
+    args = parser.parse_args(argv)
+    if args.episodes < 1:
+        parser.error(f"--episodes must be at least 1, got {args.episodes}")
+    try:
+        summary = evaluate(args.run_dir, args.episodes, args.device, args.out)
+    except ckpt.CheckpointError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(
+        f"[evaluate] {summary['episodes']} episodes: score {summary['mean']:.1f} +- {summary['std']:.1f} "
+        f"(min {min(summary['scores']):.1f}, max {max(summary['scores']):.1f})"
+    )
+    print(f"[evaluate] wrote {Path(args.out or args.run_dir) / 'eval_scores.json'}" + (f" and {summary['video']}" if "video" in summary else ""))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,31 @@
+"""Shared helpers: compose the Hydra config and run training in-process."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def compose_config(overrides: list[str]):
+    with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
+        return compose("config", overrides=overrides)
+
+
+def train_in_process(run_dir: Path, overrides: list[str]):
+    """Run train.py's work without a subprocess; writes .hydra/config.yaml as Hydra would."""
+    from dreamer.run import run
+
+    cfg = compose_config(overrides)
+    (run_dir / ".hydra").mkdir(parents=True, exist_ok=True)
+    OmegaConf.save(cfg, run_dir / ".hydra" / "config.yaml", resolve=True)
+    return run(cfg, run_dir)
+
+
+@pytest.fixture
+def debug_overrides():
+    return ["experiment=debug", "tensorboard=true"]

@@ -1,0 +1,254 @@
+"""End-to-end runs of the training loop: presets, logs, checkpoints, resume, evaluate."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import REPO, compose_config, train_in_process
+from dreamer import checkpoint as ckpt
+from dreamer.evaluate import main as evaluate_main
+from dreamer.logger import Logger
+from dreamer.loop import LoopSettings, Trainer
+from dreamer.replay import Replay
+
+ALGOS = ["dreamerv3", "dreamerv2", "dreamerv1", "planet"]
+# PlaNet's paper planner (1000 candidates x 10 iterations) per env step is
+# too slow for a smoke test; the planner itself is tested in test_planner.py.
+SMALL_PLANNER = ["algo.planner.candidates=64", "algo.planner.top_k=8", "algo.planner.iterations=2"]
+
+
+def read_metrics(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def metric_names(records: list[dict]) -> set[str]:
+    return {key for record in records for key in record}
+
+
+@pytest.mark.parametrize("algo", ALGOS)
+def test_every_preset_trains_on_the_toy_env(tmp_path, algo):
+    overrides = ["experiment=debug", f"algo={algo}", "steps=240", "eval_every=0", "report_every=0"]
+    counters = train_in_process(tmp_path, overrides + (SMALL_PLANNER if algo == "planet" else []))
+    assert counters.frames >= 240
+    assert counters.updates > 0
+    records = read_metrics(tmp_path)
+    assert all("step" in r for r in records)
+    names = metric_names(records)
+    assert {"episode/score", "episode/length", "fps", "train/model_loss", "eval/score"} <= names
+    if algo != "planet":
+        assert {"train/actor_loss", "train/critic_loss"} <= names
+    assert (tmp_path / "checkpoint.pt").exists()
+
+
+@pytest.mark.parametrize("algo", ALGOS)
+def test_every_preset_trains_on_real_dmc_from_pixels(tmp_path, algo):
+    overrides = [
+        "experiment=debug",
+        f"algo={algo}",
+        "env=dmc",
+        "env.task=cartpole_balance",
+        "env.size=[32,32]",
+        "env.parallel=false",
+        "env.time_limit=60",
+        "steps=120",
+        "prefill=60",
+        "eval_every=0",
+        "report_every=0",
+    ]
+    counters = train_in_process(tmp_path, overrides + (SMALL_PLANNER if algo == "planet" else []))
+    assert counters.frames >= 120 and counters.updates > 0
+    records = read_metrics(tmp_path)
+    lengths = [r["episode/length"] for r in records if "episode/length" in r]
+    assert lengths and all(length == 60 for length in lengths)
+
+
+def test_logs_hold_documented_names_and_openloop_video(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    train_in_process(tmp_path, ["experiment=debug", "steps=300", "eval_every=150", "report_every=150"])
+    names = metric_names(read_metrics(tmp_path))
+    documented = {"step", "episode/score", "episode/length", "eval/score", "eval/length", "fps"}
+    assert documented <= names
+    assert any(n.startswith("train/") for n in names)
+    events = EventAccumulator(str(tmp_path), size_guidance={"tensors": 0, "images": 0, "scalars": 0})
+    events.Reload()
+    tags = events.Tags()
+    scalars = set(tags["scalars"]) | set(tags.get("tensors", []))
+    assert {"episode/score", "eval/score", "fps", "train/model_loss"} <= scalars
+    # add_video writes image summaries holding an animated GIF.
+    videos = set(tags["images"])
+    assert {"openloop", "eval/video"} <= videos, videos
+    gif = events.Images("openloop")[-1].encoded_image_string
+    assert gif[:6] in (b"GIF89a", b"GIF87a") and len(gif) > 1000
+
+
+def test_killed_run_resumes_with_replay_intact(tmp_path):
+    run_dir = tmp_path / "run"
+    command = [
+        sys.executable,
+        str(REPO / "train.py"),
+        "experiment=debug",
+        "steps=100000",
+        "checkpoint_every=1",
+        "eval_every=0",
+        "report_every=0",
+        f"hydra.run.dir={run_dir}",
+    ]
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.time() + 240
+        while time.time() < deadline:
+            finished = list((run_dir / "replay").glob("*.npz")) if (run_dir / "replay").exists() else []
+            if (run_dir / "checkpoint.pt").exists() and len(finished) >= 3:
+                saved = ckpt.load(run_dir / "checkpoint.pt")
+                if saved["counters"]["updates"] > 0:
+                    break
+            time.sleep(1)
+        else:
+            pytest.fail("the run wrote no checkpoint with updates and 3 episodes within 240 s")
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+    before = {p.name for p in (run_dir / "replay").glob("*.npz")}
+    frames_at_kill = ckpt.load(run_dir / "checkpoint.pt")["counters"]["frames"]
+    resumed = subprocess.run(
+        command[:3] + [f"steps={frames_at_kill + 80}"] + command[4:],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert "resumed from" in resumed.stdout
+    after = {p.name for p in (run_dir / "replay").glob("*.npz")}
+    assert before <= after, f"episodes lost: {sorted(before - after)}"
+    final = ckpt.load(run_dir / "checkpoint.pt")["counters"]
+    assert final["frames"] >= frames_at_kill + 80
+    steps_logged = [r["step"] for r in read_metrics(run_dir)]
+    assert max(steps_logged) >= frames_at_kill
+
+
+def test_checkpoint_from_other_config_fails_clearly(tmp_path):
+    train_in_process(tmp_path, ["experiment=debug", "steps=120", "eval_every=0", "report_every=0"])
+    with pytest.raises(ckpt.CheckpointError, match=r"model.deter: checkpoint has 64, this run has 96"):
+        train_in_process(tmp_path, ["experiment=debug", "steps=240", "model.deter=96"])
+
+
+def test_corrupt_checkpoint_fails_clearly(tmp_path):
+    (tmp_path / "checkpoint.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(ckpt.CheckpointError, match="corrupt or not a checkpoint"):
+        ckpt.load(tmp_path / "checkpoint.pt")
+    with pytest.raises(ckpt.CheckpointError, match="no checkpoint at"):
+        ckpt.load(tmp_path / "missing.pt")
+
+
+def test_evaluate_writes_scores_and_video(tmp_path, capsys):
+    train_in_process(tmp_path, ["experiment=debug", "steps=120", "eval_every=0", "report_every=0"])
+    assert evaluate_main([str(tmp_path), "--episodes", "2"]) == 0
+    scores = json.loads((tmp_path / "eval_scores.json").read_text())
+    assert len(scores["scores"]) == 2 and scores["frames"] >= 120
+    assert (tmp_path / "eval_video.mp4").stat().st_size > 1000
+    assert "2 episodes: score" in capsys.readouterr().out
+    (tmp_path / "checkpoint.pt").write_bytes(b"\0" * 10)
+    assert evaluate_main([str(tmp_path)]) == 2
+    assert "corrupt" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------- loop logic
+class _CountingAgent:
+    """Acts randomly, counts updates, and can be told to produce NaN losses."""
+
+    action_dim = 2
+
+    def __init__(self, nonfinite: bool = False):
+        self.updates, self.nonfinite, self.batches = 0, nonfinite, []
+
+    def act(self, obs, state, mode):
+        return np.zeros((len(obs["is_first"]), 2), np.float32), state
+
+    def update(self, batch):
+        self.batches.append({k: v.shape for k, v in batch.items()})
+        if self.nonfinite:
+            return {"train/nonfinite": 1.0}
+        self.updates += 1
+        return {"train/loss": 1.0, "train/nonfinite": 0.0}
+
+    def report(self, batch):
+        return {}, {}
+
+    def checkpoint_state(self):
+        return {"updates": torch.tensor(self.updates)}
+
+    def load_checkpoint_state(self, state):
+        self.updates = int(state["updates"])
+
+
+def _trainer(tmp_path, agent, **settings):
+    from envs import VectorEnv, env_factories
+
+    fns = env_factories("toy", "reach", 2, seed=0, size=(16, 16), time_limit=20)
+    defaults = dict(steps=400, prefill=100, train_ratio=32, batch_size=2, batch_length=8, eval_every=0, progress=False)
+    defaults.update(settings)
+    return Trainer(
+        LoopSettings(**defaults),
+        tmp_path,
+        make_envs=lambda: VectorEnv(fns, parallel=False),
+        make_eval_env=None,
+        agent=agent,
+        replay=Replay(10_000, tmp_path / "replay", chunk_length=64),
+        logger=Logger(tmp_path, tensorboard=False),
+        config_slice={"test": 1},
+    )
+
+
+def test_train_ratio_is_replayed_steps_per_agent_step(tmp_path):
+    agent = _CountingAgent()
+    counters = _trainer(tmp_path, agent).run()
+    # 2 workers x 200 agent steps; training starts once 100 frames are collected.
+    trained_steps = counters.agent_steps - 100
+    expected = trained_steps * 32 / (2 * 8)
+    assert abs(agent.updates - expected) <= 32 / (2 * 8) * 2
+    assert agent.batches[0]["image"] == (2, 8, 16, 16, 3)
+    assert counters.frames == 400
+    records = read_metrics(tmp_path)
+    assert [r["episode/length"] for r in records if "episode/length" in r][0] == 20
+
+
+def test_persistent_nonfinite_losses_stop_the_run_after_saving(tmp_path):
+    from dreamer.loop import NonFiniteLossError
+
+    with pytest.raises(NonFiniteLossError, match="consecutive updates had NaN"):
+        _trainer(tmp_path, _CountingAgent(nonfinite=True), max_nonfinite_updates=3).run()
+    assert (tmp_path / "checkpoint.pt").exists()
+    assert any("train/nonfinite_skipped" in r for r in read_metrics(tmp_path))
+
+
+def test_device_auto_and_errors():
+    from dreamer.agent import resolve_device
+
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    with pytest.raises(ValueError, match="unknown device 'tpu'"):
+        resolve_device("tpu")
+
+
+def test_presets_compose_with_paper_settings():
+    cfg = compose_config(["experiment=dmc_vision", "env.task=walker_walk"])
+    assert (cfg.algo.name, cfg.algo.train_ratio, cfg.algo.batch_size, cfg.algo.batch_length) == ("dreamerv3", 512, 16, 64)
+    assert (cfg.env.suite, cfg.env.action_repeat, cfg.env.size, cfg.steps) == ("dmc", 2, [64, 64], 1_000_000)
+    assert cfg.model.deter == 512
+    v1 = compose_config(["experiment=dmc_vision", "algo=dreamerv1"])
+    assert (v1.algo.world_model.latent, v1.model.deter, v1.model.stoch) == ("gaussian", 200, 30)
+    planet = compose_config(["algo=planet"])
+    assert planet.algo.policy == "planner" and planet.algo.planner.candidates == 1000
