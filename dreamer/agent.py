@@ -33,9 +33,13 @@ class OptimConfig:
     weight_decay: float = 0.0
 
 
-def make_optimizer(params, cfg: OptimConfig, device: torch.device) -> torch.optim.Optimizer:
-    # foreach kernels batch the per-parameter updates, which pays on CPU and GPU.
-    return torch.optim.Adam(params, lr=cfg.lr, eps=cfg.eps, weight_decay=cfg.weight_decay, foreach=True)
+def make_optimizer(
+    params, cfg: OptimConfig, device: torch.device, fused: bool = False
+) -> torch.optim.Optimizer:
+    """Adam with foreach kernels (batched per-parameter updates), or the fused
+    single-kernel Adam when ``fused`` (see :mod:`dreamer.fast`)."""
+    kernels = dict(fused=True) if fused else dict(foreach=True)
+    return torch.optim.Adam(params, lr=cfg.lr, eps=cfg.eps, weight_decay=cfg.weight_decay, **kernels)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -71,6 +75,7 @@ class Agent(nn.Module):
         critic_optim: OptimConfig = OptimConfig(3e-5, 1e-5, 100.0),
         expl_noise: float = 0.0,
         bf16: bool = False,
+        fused_optim: bool = False,
         device: torch.device | str = "cpu",
     ):
         super().__init__()
@@ -85,15 +90,18 @@ class Agent(nn.Module):
         self.bf16 = bf16
         self.to(self.device)
         self.model_clip = model_optim.clip
+        # The loss callables are attributes so dreamer.fast can swap in compiled ones.
+        self._model_loss = world_model.loss
+        self._behavior_loss = behavior.loss if behavior is not None else None
         # dreamer.distributed swaps in a check that all ranks agree on, so they skip together.
         self._all_finite = all_finite
-        self.model_opt = make_optimizer(world_model.parameters(), model_optim, self.device)
+        self.model_opt = make_optimizer(world_model.parameters(), model_optim, self.device, fused_optim)
         if behavior is not None:
             self.actor_params = list(behavior.actor.parameters())
             self.critic_params = list(behavior.critic.parameters())
             self.actor_clip, self.critic_clip = actor_optim.clip, critic_optim.clip
-            self.actor_opt = make_optimizer(self.actor_params, actor_optim, self.device)
-            self.critic_opt = make_optimizer(self.critic_params, critic_optim, self.device)
+            self.actor_opt = make_optimizer(self.actor_params, actor_optim, self.device, fused_optim)
+            self.critic_opt = make_optimizer(self.critic_params, critic_optim, self.device, fused_optim)
 
     # ----------------------------------------------------------------- helpers
     def _autocast(self):
@@ -102,7 +110,12 @@ class Agent(nn.Module):
         return torch.autocast(self.device.type, dtype=torch.bfloat16)
 
     def _tensors(self, data: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
-        return {k: torch.as_tensor(np.asarray(v), device=self.device) for k, v in data.items()}
+        # Prefetched batches arrive as (pinned) tensors; numpy ones are converted here.
+        return {
+            k: v.to(self.device, non_blocking=True) if isinstance(v, torch.Tensor)
+            else torch.as_tensor(np.asarray(v), device=self.device)
+            for k, v in data.items()
+        }
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         opts = {"model": self.model_opt}
@@ -154,7 +167,7 @@ class Agent(nn.Module):
         data = self._tensors(batch)
         wm = self.world_model
         with self._autocast():
-            model_loss, post, _, wm_metrics = wm.loss(data)
+            model_loss, post, _, wm_metrics = self._model_loss(data)
         if not self._all_finite([model_loss]):
             return {"train/nonfinite": 1.0}
         metrics = {f"train/{k}": float(v) for k, v in wm_metrics.items()}
@@ -166,7 +179,7 @@ class Agent(nn.Module):
             # Imagining onward from a terminal state must not count.
             start_cont = 1.0 - data["is_terminal"].float().reshape(-1)
             with self._autocast():
-                losses, behavior_metrics = self.behavior.loss(wm, start, start_cont)
+                losses, behavior_metrics = self._behavior_loss(wm, start, start_cont)
             if not self._all_finite(list(losses.values())):
                 metrics["train/nonfinite"] = 1.0
                 return metrics

@@ -21,6 +21,7 @@ from typing import Callable
 import numpy as np
 
 from dreamer import checkpoint as ckpt
+from dreamer.prefetch import Prefetcher
 
 
 @dataclass
@@ -38,6 +39,9 @@ class LoopSettings:
     checkpoint_every: float = 300.0  # seconds
     max_nonfinite_updates: int = 10
     progress: bool = True
+    prefetch: bool = False  # sample the next batch in a background thread (see dreamer.prefetch)
+    pin_memory: bool = False  # prefetched batches in pinned memory (CUDA agents)
+    overlap_env: bool = False  # train while the environment workers step
 
 
 @dataclass
@@ -185,7 +189,14 @@ class Trainer:
             # Finished episodes are reset by the env on this step; their action is unused.
             prev_action = np.where(obs["is_last"][:, None], 0.0, action).astype(np.float32)
             scores, lengths = self._track_episodes(obs, scores, lengths)
-            obs = _stack(envs.step(list(action)))
+            overlap = s.overlap_env and hasattr(envs, "step_async")
+            if overlap:
+                # The workers step while the agent trains on what is already stored.
+                envs.step_async(list(action))
+                self._train(num)
+                obs = _stack(envs.step_wait())
+            else:
+                obs = _stack(envs.step(list(action)))
             for worker in getattr(envs, "restarted", []):
                 self.replay.drop_partial(worker)
                 scores[worker], lengths[worker] = 0, 0
@@ -193,7 +204,8 @@ class Trainer:
             c.agent_steps += num
             c.frames += num * s.action_repeat
             progress.update(c.frames)
-            self._train(num)
+            if not overlap:
+                self._train(num)
             if c.frames >= c.next_log:
                 c.next_log = c.frames + s.log_every
                 elapsed = time.time() - window_start
@@ -232,9 +244,10 @@ class Trainer:
         if self._any(waiting)[0]:
             return
         c.owed_updates += new_agent_steps * s.train_ratio / (s.batch_size * s.batch_length)
+        batches = self._batches(int(c.owed_updates))
         while c.owed_updates >= 1:
             c.owed_updates -= 1
-            batch = self.replay.sample(s.batch_size, s.batch_length)
+            batch = next(batches)
             metrics = self.agent.update(batch)
             if metrics.get("train/nonfinite", 0.0):
                 self._nonfinite_streak += 1
@@ -256,6 +269,16 @@ class Trainer:
                 self.logger.scalars(scalars)
                 for name, frames in videos.items():
                     self.logger.video(name, frames)
+
+    def _batches(self, count: int):
+        """``count`` replayed batches, prefetched one ahead when ``s.prefetch``."""
+        s = self.s
+        if not s.prefetch:
+            return (self.replay.sample(s.batch_size, s.batch_length) for _ in range(count))
+        if getattr(self, "_prefetcher", None) is None:
+            sample = lambda: self.replay.sample(s.batch_size, s.batch_length)  # noqa: E731
+            self._prefetcher = Prefetcher(sample, pin=s.pin_memory)
+        return self._prefetcher.batches(count)
 
     def _evaluate(self) -> None:
         if self.make_eval_env is None or self.s.eval_episodes <= 0:

@@ -18,6 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 import envs
 from behavior.imagination import ImaginationBehavior
 from behavior.planner import CEMPlanner
+from dreamer import fast
 from dreamer.agent import Agent, OptimConfig, resolve_device
 from dreamer.distributed import Distributed, NullLogger, detect_launch, replay_dir, run_trainer
 from dreamer.logger import Logger
@@ -67,7 +68,9 @@ def build_agent(cfg: DictConfig, obs_space: dict, act_space, device: torch.devic
     else:
         raise ValueError(f"algo.policy={algo.policy!r}; allowed: actor, planner")
     optim = {name: OptimConfig(**_container(algo.optim[name])) for name in algo.optim}
-    return Agent(
+    speed = fast.settings_from(cfg, device)
+    fast.set_threads(int(cfg.get("fast", {}).get("threads", 0)))
+    agent = Agent(
         world_model,
         action_dim,
         act_space.discrete,
@@ -77,16 +80,12 @@ def build_agent(cfg: DictConfig, obs_space: dict, act_space, device: torch.devic
         actor_optim=optim.get("actor", OptimConfig()),
         critic_optim=optim.get("critic", OptimConfig()),
         expl_noise=algo.expl_noise,
-        bf16=_bf16(cfg, device),
+        bf16=speed["bf16"],
+        fused_optim=speed["fused_optim"],
         device=device,
     )
-
-
-def _bf16(cfg: DictConfig, device: torch.device) -> bool:
-    setting = cfg.get("bf16", "auto")
-    if setting == "auto":
-        return device.type == "cuda"
-    return bool(setting)
+    fast.apply(agent, speed, cfg.get("fast", {}).get("compile_cache"))
+    return agent
 
 
 def _container(node) -> dict:
@@ -155,6 +154,7 @@ def run(cfg: DictConfig, run_dir: str | Path | None = None):
         checkpoint_every=float(cfg.checkpoint_every),
         max_nonfinite_updates=int(cfg.max_nonfinite_updates),
         progress=bool(cfg.progress) and is_main,
+        **fast.loop_settings(cfg, device),
     )
     replay = Replay(
         int(cfg.replay_capacity), replay_dir(run_dir, rank), int(cfg.replay_chunk), seed=int(cfg.seed) + rank

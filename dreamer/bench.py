@@ -1,0 +1,269 @@
+"""Throughput benchmark of the agent as training builds it.
+
+``python -m dreamer.bench [--size s] [--batch 16] [--length 64] [--horizon 15]
+[--fast-paths compile=true bf16=false ...]`` composes the Hydra config, builds
+the agent with :func:`dreamer.run.build_agent` (so the fast-path switches and
+model sizes are exactly those of training), times each part on a synthetic
+batch after a warm-up and prints the medians as JSON on stdout. Progress goes
+to stderr.
+
+Keys: ``world_model_updates_per_s``, ``behavior_updates_per_s``,
+``imagined_states_per_s``, ``agent_updates_per_s``, ``agent_update_s``,
+``policy_step_ms`` (act on one observation), ``env_steps_per_s`` (one
+worker), ``env_steps_per_s_workers`` (``--workers`` workers), ``peak_rss_mb``,
+``peak_cuda_mb`` (None without CUDA), plus the settings measured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from hydra import compose, initialize_config_dir
+
+import envs
+from behavior.imagine import flatten_states
+from dreamer import fast
+from dreamer.agent import resolve_device
+from dreamer.run import build_agent, env_options, env_setup
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+
+
+def log(message: str) -> None:
+    print(f"[bench] {message}", file=sys.stderr, flush=True)
+
+
+def compose_config(size: str, batch: int, length: int, horizon: int, device: str, env: str, overrides=()):
+    """The training config for these settings (``env`` as ``suite:task``)."""
+    suite, _, task = env.partition(":")
+    if not task:
+        raise ValueError(f"--env {env!r} must look like suite:task, e.g. dmc:walker_walk or toy:reach")
+    args = [
+        f"model={size}",
+        f"env={suite}",
+        f"env.task={task}",
+        f"algo.batch_size={batch}",
+        f"algo.batch_length={length}",
+        f"algo.behavior.horizon={horizon}",
+        f"device={device}",
+        *overrides,
+    ]
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base=None):
+        return compose(config_name="config", overrides=args)
+
+
+def synthetic_batch(obs_space: dict, act_space, batch: int, length: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """Random (B, T, ...) arrays shaped like a replayed batch."""
+    rng = np.random.default_rng(seed)
+    data = {}
+    for key, space in obs_space.items():
+        if key in ("reward", "is_first", "is_last", "is_terminal"):
+            continue
+        shape = (batch, length, *space.shape)
+        if space.dtype == np.uint8:
+            data[key] = rng.integers(0, 256, shape, dtype=np.uint8)
+        else:
+            data[key] = rng.normal(size=shape).astype(np.float32)
+    action_dim = int(act_space.shape[0])
+    if act_space.discrete:
+        data["action"] = np.eye(action_dim, dtype=np.float32)[rng.integers(0, action_dim, (batch, length))]
+    else:
+        data["action"] = rng.uniform(-1, 1, (batch, length, action_dim)).astype(np.float32)
+    data["reward"] = rng.normal(size=(batch, length)).astype(np.float32)
+    data["is_first"] = np.zeros((batch, length), bool)
+    data["is_first"][:, 0] = True
+    data["is_last"] = np.zeros((batch, length), bool)
+    data["is_terminal"] = np.zeros((batch, length), bool)
+    return data
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed(fn, repeats: int, warmup: int, device: torch.device) -> float:
+    """Median seconds of ``fn()`` over ``repeats`` calls after ``warmup`` calls."""
+    for _ in range(warmup):
+        fn()
+    _sync(device)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        _sync(device)
+        times.append(time.perf_counter() - start)
+    log(f"  {statistics.median(times):.4f} s median of {repeats}")
+    return statistics.median(times)
+
+
+def env_steps_per_s(env_fns, parallel: bool, steps: int) -> float:
+    with envs.VectorEnv(env_fns, parallel=parallel) as vec:
+        vec.reset()
+        count, act_space = vec.num_envs, vec.act_space
+        rng = np.random.default_rng(0)
+        actions = [act_space.sample(rng) for _ in range(count)]
+        start = time.perf_counter()
+        for _ in range(steps):
+            vec.step(actions)
+        return steps * count / (time.perf_counter() - start)
+
+
+def measure(args) -> dict:
+    overrides = [f"fast.{item}" for item in args.fast_paths]
+    cfg = compose_config(args.size, args.batch, args.length, args.horizon, args.device, args.env, overrides)
+    device = resolve_device(str(cfg.device))
+    train_fns, eval_fn, parallel = env_setup(cfg.env, int(cfg.seed))
+    probe = eval_fn()
+    obs_space, act_space = probe.obs_space, probe.act_space
+    probe.close()
+    torch.manual_seed(0)
+    agent = build_agent(cfg, obs_space, act_space, device)
+    settings = fast.settings_from(cfg, device)
+    log(f"size {args.size}, batch {args.batch}x{args.length}, horizon {args.horizon}, device {device}, {settings}")
+    batch = synthetic_batch(obs_space, act_space, args.batch, args.length)
+    wm = agent.world_model
+    out = {
+        "size": args.size,
+        "batch": args.batch,
+        "length": args.length,
+        "horizon": args.horizon,
+        "device": str(device),
+        "threads": torch.get_num_threads(),
+        "fast_paths": settings,
+        "parameters_m": round(sum(p.numel() for p in agent.parameters()) / 1e6, 3),
+    }
+    data = agent._tensors(batch)
+
+    def model_step():
+        with agent._autocast():
+            loss, post, _, _ = agent._model_loss(data)
+        agent._step(agent.model_opt, loss, list(wm.parameters()), agent.model_clip)
+        return post
+
+    log("world-model update")
+    seconds = timed(model_step, args.repeats, args.warmup, device)
+    out["world_model_updates_per_s"] = 1 / seconds
+
+    if agent.behavior is not None:
+        with torch.no_grad(), agent._autocast():
+            _, post, _, _ = agent._model_loss(data)
+        start = flatten_states(post)
+        start_cont = torch.ones(len(start["deter"]), device=device)
+
+        def behavior_step():
+            with agent._autocast():
+                losses, _ = agent._behavior_loss(wm, start, start_cont)
+            agent._step(agent.actor_opt, losses["actor"], agent.actor_params, agent.actor_clip, agent.actor_params, True)
+            agent._step(agent.critic_opt, losses["critic"], agent.critic_params, agent.critic_clip, agent.critic_params)
+            wm.zero_grad(set_to_none=True)
+
+        log("behaviour update")
+        seconds = timed(behavior_step, args.repeats, args.warmup, device)
+        out["behavior_updates_per_s"] = 1 / seconds
+        out["imagined_states_per_s"] = len(start["deter"]) * args.horizon / seconds
+
+    log("full agent update")
+    seconds = timed(lambda: agent.update(batch), args.repeats, args.warmup, device)
+    out["agent_updates_per_s"] = 1 / seconds
+    out["agent_update_s"] = seconds
+
+    log("policy step")
+    obs = {k: v[:1, 0] for k, v in batch.items() if k not in ("action", "reward")}
+    state = [None]
+
+    def policy_step():
+        _, state[0] = agent.act(obs, state[0], "train")
+
+    out["policy_step_ms"] = 1000 * timed(policy_step, max(args.repeats, 20), args.warmup + 2, device)
+
+    if args.env_steps > 0:
+        log("environment steps")
+        out["env_steps_per_s"] = env_steps_per_s(train_fns[:1], False, args.env_steps)
+        if args.workers > 1:
+            _, _, options = env_options(cfg.env)
+            options.pop("seed", None)
+            fns = envs.env_factories(cfg.env.suite, cfg.env.task, args.workers, seed=int(cfg.seed), **options)
+            out["env_steps_per_s_workers"] = env_steps_per_s(fns, True, args.env_steps)
+        out["workers"] = args.workers
+    out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    out["peak_cuda_mb"] = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
+    return out
+
+
+MODEL_SWITCHES = ("compile", "bf16", "channels_last", "fused_optim")
+
+
+def compare(args) -> dict:
+    """Seconds per full agent update: every switch off (``plain``), then each
+    model-side switch on alone (prefetch and overlap_env act in the loop)."""
+    results = {}
+    for name in ("plain", *MODEL_SWITCHES):
+        switches = [f"fast.{s}={'true' if s == name else 'false'}" for s in fast.SWITCHES]
+        cfg = compose_config(args.size, args.batch, args.length, args.horizon, args.device, args.env, switches)
+        device = resolve_device(str(cfg.device))
+        _, eval_fn, _ = env_setup(cfg.env, int(cfg.seed))
+        probe = eval_fn()
+        torch.manual_seed(0)
+        agent = build_agent(cfg, probe.obs_space, probe.act_space, device)
+        batch = synthetic_batch(probe.obs_space, probe.act_space, args.batch, args.length)
+        probe.close()
+        log(f"compare: {name}")
+        start = time.perf_counter()
+        agent.update(batch)
+        first = time.perf_counter() - start
+        seconds = timed(lambda: agent.update(batch), args.repeats, max(args.warmup - 1, 0), device)
+        results[name] = {"agent_update_s": seconds, "first_update_s": first, "speedup": None}
+    for result in results.values():
+        result["speedup"] = results["plain"]["agent_update_s"] / result["agent_update_s"]
+    return results
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m dreamer.bench", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--size", default="s", help="model size group: tiny, xs, s, m, l, xl")
+    parser.add_argument("--batch", type=int, default=16, help="sequences per update")
+    parser.add_argument("--length", type=int, default=64, help="steps per sequence")
+    parser.add_argument("--horizon", type=int, default=15, help="imagined steps")
+    parser.add_argument("--repeats", type=int, default=5, help="timed calls; the median is reported")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed calls first (compilation happens here)")
+    parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    parser.add_argument("--env", default="dmc:walker_walk", help="suite:task whose spaces shape the batch")
+    parser.add_argument("--workers", type=int, default=2, help="parallel environment workers for env steps/s")
+    parser.add_argument("--env-steps", type=int, default=200, help="steps per env timing (0: skip)")
+    parser.add_argument(
+        "--compare",
+        action="store_true",
+        help=f"instead: time the full update plain and with each of {', '.join(MODEL_SWITCHES)} on alone",
+    )
+    parser.add_argument(
+        "--fast-paths",
+        nargs="*",
+        default=[],
+        metavar="NAME=VALUE",
+        help=f"fast-path switches (auto | true | false): {', '.join(fast.SWITCHES)}; or threads=N",
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    for item in args.fast_paths:
+        name = item.partition("=")[0]
+        if name not in fast.SWITCHES + fast.OPTIONS:
+            raise SystemExit(f"unknown fast path {name!r}; allowed: {', '.join(fast.SWITCHES + fast.OPTIONS)}")
+    out = compare(args) if args.compare else measure(args)
+    print(json.dumps(out, indent=1))
+    return out
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,122 @@
+"""Fast-path switches: what each does, how ``auto`` resolves per device, and applying them.
+
+Every switch takes ``auto | true | false``; ``auto`` picks the value that
+measured faster on that device type (see docs/performance.md):
+
+- ``compile``: torch.compile (``dynamic=False``) of the RSSM's per-step
+  functions, which the observe and imagine loops call dozens of times per
+  update. Each distinct batch shape (acting, filtering, imagining) gets its
+  own compiled graph; compiled artefacts are cached on disk.
+- ``bf16``: bfloat16 autocast for the forward passes; losses stay float32.
+- ``channels_last``: NHWC memory layout for the convolution weights.
+- ``fused_optim``: fused single-kernel Adam instead of the foreach one.
+- ``prefetch``: sample the next replay batches in a background thread
+  (pinned memory and non-blocking copies on CUDA).
+- ``cuda_graphs``: capture the compiled step functions as CUDA graphs
+  (torch.compile ``mode='reduce-overhead'``); CUDA only, needs ``compile``.
+- ``overlap_env``: let the environment workers step while the agent trains.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import torch
+
+SWITCHES = ("compile", "bf16", "channels_last", "fused_optim", "prefetch", "cuda_graphs", "overlap_env")
+OPTIONS = ("threads", "compile_cache")  # the other keys of the config's fast block
+VALUES = ("auto", True, False)
+
+# What ``auto`` means: (on CPU, on CUDA). Chosen by dreamer.bench measurements.
+AUTO: dict[str, tuple[bool, bool]] = {
+    "compile": (False, True),
+    "bf16": (False, True),
+    "channels_last": (False, True),
+    "fused_optim": (False, True),
+    "prefetch": (False, True),
+    "cuda_graphs": (False, False),
+    "overlap_env": (True, True),
+}
+CUDA_ONLY = ("cuda_graphs",)
+
+
+def resolve(name: str, value, device: torch.device) -> bool:
+    """The boolean a switch takes on ``device``; ``value`` is auto, true or false."""
+    if name not in SWITCHES:
+        raise ValueError(f"unknown fast path {name!r}; allowed: {', '.join(SWITCHES)}")
+    if isinstance(value, str) and value.lower() in ("true", "false"):
+        value = value.lower() == "true"
+    if value not in VALUES:
+        raise ValueError(f"fast.{name}={value!r}; allowed: auto, true, false")
+    on = AUTO[name][device.type == "cuda"] if value == "auto" else bool(value)
+    if on and name in CUDA_ONLY and device.type != "cuda":
+        print(f"[dreamer] fast.{name} needs CUDA; it is off on {device}", file=sys.stderr)
+        return False
+    return on
+
+
+def settings_from(cfg, device: torch.device) -> dict[str, bool]:
+    """Resolved switches from the config's ``fast`` block (missing keys: auto)."""
+    block = cfg.get("fast") or {}
+    unknown = set(block) - set(SWITCHES) - set(OPTIONS)
+    if unknown:
+        raise ValueError(f"unknown keys {sorted(unknown)} in fast; allowed: {', '.join(SWITCHES + OPTIONS)}")
+    settings = {name: resolve(name, block.get(name, "auto"), device) for name in SWITCHES}
+    if settings["cuda_graphs"] and not settings["compile"]:
+        raise ValueError("fast.cuda_graphs=true needs fast.compile on (the graphs are captured by torch.compile)")
+    return settings
+
+
+def set_threads(threads: int) -> None:
+    """Intra-op threads for this process (0 keeps torch's default: one per core)."""
+    if threads < 0:
+        raise ValueError(f"fast.threads={threads} must be >= 0")
+    if threads:
+        torch.set_num_threads(threads)
+
+
+def enable_compile_cache(directory: str | Path | None) -> None:
+    """Keep compiled kernels and FX graphs on disk so later runs skip most compilation.
+
+    ``None`` keeps torch's default location. Called when a run is built, never at import.
+    """
+    if directory is not None:
+        os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(Path(directory).expanduser()))
+    import torch._inductor.config as inductor_config
+
+    inductor_config.fx_graph_cache = True
+
+
+def compile_rssm_steps(rssm: torch.nn.Module, cuda_graphs: bool = False) -> None:
+    """Replace the RSSM's per-step functions with compiled ones, in place.
+
+    The instance attributes shadow the methods, so the parameters and the
+    state dict are untouched and the eager code stays the reference.
+    """
+    mode = "reduce-overhead" if cuda_graphs else None
+    for name in ("_core", "_posterior", "_prior"):
+        eager = getattr(type(rssm), name).__get__(rssm)
+        setattr(rssm, name, torch.compile(eager, dynamic=False, mode=mode))
+
+
+def apply(agent, settings: dict[str, bool], compile_cache: str | Path | None = None) -> None:
+    """Apply the model-side switches to a built agent (bf16 and the optimiser
+    kernels are constructor arguments of the agent; prefetch and overlap_env
+    belong to the loop)."""
+    if settings["channels_last"]:
+        agent.world_model.to(memory_format=torch.channels_last)
+    if settings["compile"]:
+        enable_compile_cache(compile_cache)
+        compile_rssm_steps(agent.world_model.rssm, settings["cuda_graphs"])
+
+
+def loop_settings(cfg, device: torch.device) -> dict[str, bool]:
+    """The loop-side switches as :class:`dreamer.loop.LoopSettings` arguments."""
+    settings = settings_from(cfg, device)
+    return {
+        "prefetch": settings["prefetch"],
+        "pin_memory": settings["prefetch"] and device.type == "cuda",
+        "overlap_env": settings["overlap_env"],
+    }

@@ -1,0 +1,186 @@
+"""Each fast path gives the plain path's losses (within a stated tolerance) and
+the switches resolve and fail as documented."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+
+import envs
+from dreamer import fast
+from dreamer.bench import CONFIG_DIR, synthetic_batch
+from dreamer.logger import Logger
+from dreamer.loop import LoopSettings, Trainer
+from dreamer.prefetch import Prefetcher
+from dreamer.replay import Replay
+from dreamer.run import build_agent
+
+CPU = torch.device("cpu")
+PLAIN = {name: "false" for name in fast.SWITCHES}
+
+
+def tiny_agent(**switches):
+    overrides = ["experiment=debug", "device=cpu"]
+    overrides += [f"fast.{name}={value}" for name, value in {**PLAIN, **switches}.items()]
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base=None):
+        cfg = compose(config_name="config", overrides=overrides)
+    probe = envs.make_env("toy", "reach", size=tuple(cfg.env.size))
+    torch.manual_seed(0)
+    agent = build_agent(cfg, probe.obs_space, probe.act_space, CPU)
+    batch = synthetic_batch(probe.obs_space, probe.act_space, 3, 8)
+    probe.close()
+    return agent, batch
+
+
+def model_losses(agent, batch) -> dict[str, float]:
+    torch.manual_seed(1)
+    with agent._autocast():
+        _, _, _, metrics = agent._model_loss(agent._tensors(batch))
+    return {k: float(v) for k, v in metrics.items()}
+
+
+def assert_close(fast_metrics, plain_metrics, rtol, atol):
+    assert fast_metrics.keys() == plain_metrics.keys()
+    for key, value in plain_metrics.items():
+        assert fast_metrics[key] == pytest.approx(value, rel=rtol, abs=atol), key
+
+
+@pytest.fixture(scope="module")
+def plain():
+    agent, batch = tiny_agent()
+    return model_losses(agent, batch), batch
+
+
+# --------------------------------------------------------------- resolution
+def test_auto_follows_the_device_table_and_values_are_checked():
+    for name, (on_cpu, on_cuda) in fast.AUTO.items():
+        assert fast.resolve(name, "auto", CPU) is on_cpu
+        assert fast.resolve(name, "auto", torch.device("cuda")) is on_cuda
+    assert fast.resolve("bf16", "true", CPU) is True
+    assert fast.resolve("bf16", False, CPU) is False
+    with pytest.raises(ValueError, match="allowed: auto, true, false"):
+        fast.resolve("bf16", "yes", CPU)
+    with pytest.raises(ValueError, match="unknown fast path 'jit'"):
+        fast.resolve("jit", "auto", CPU)
+
+
+def test_cuda_graphs_stay_off_on_cpu_even_when_asked(capsys):
+    assert fast.resolve("cuda_graphs", True, CPU) is False
+    assert "needs CUDA" in capsys.readouterr().err
+    agent, _ = tiny_agent(cuda_graphs="true", compile="false")
+    assert "_core" not in vars(agent.world_model.rssm)
+
+
+def test_cuda_graphs_require_compile():
+    from omegaconf import OmegaConf
+
+    cfg = OmegaConf.create({"fast": {"cuda_graphs": True, "compile": False}})
+    with pytest.raises(ValueError, match="needs fast.compile"):
+        fast.settings_from(cfg, torch.device("cuda"))
+
+
+# ---------------------------------------------------------------- numerics
+def test_channels_last_gives_the_same_losses(plain):
+    agent, batch = tiny_agent(channels_last="true")
+    conv = agent.world_model.encoder.cnn.net[0].weight
+    assert conv.is_contiguous(memory_format=torch.channels_last)
+    assert_close(model_losses(agent, batch), plain[0], rtol=1e-4, atol=1e-5)
+
+
+def test_bf16_losses_stay_close_to_float32(plain):
+    agent, batch = tiny_agent(bf16="true")
+    assert agent.bf16
+    # bfloat16 keeps 8 mantissa bits; the losses agree to a few percent.
+    assert_close(model_losses(agent, batch), plain[0], rtol=0.05, atol=0.02)
+
+
+def test_fused_adam_takes_the_same_step_as_foreach_adam():
+    (foreach, batch), (fused, _) = tiny_agent(), tiny_agent(fused_optim="true")
+    assert fused.model_opt.param_groups[0]["fused"] and not foreach.model_opt.param_groups[0]["fused"]
+    for agent in (foreach, fused):
+        torch.manual_seed(2)
+        agent.update(batch)
+    for a, b in zip(foreach.parameters(), fused.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.slow  # compiling takes one to three minutes on two cores
+def test_compiled_rssm_steps_give_the_same_losses(plain, monkeypatch):
+    import torch._inductor.config as inductor_config
+
+    # Eager random numbers inside compiled graphs, so sampled latents match.
+    monkeypatch.setattr(inductor_config, "fallback_random", True)
+    agent, batch = tiny_agent(compile="true")
+    assert "_core" in vars(agent.world_model.rssm)
+    assert_close(model_losses(agent, batch), plain[0], rtol=1e-4, atol=1e-5)
+
+
+# ------------------------------------------------------------ loop paths
+def test_prefetcher_yields_what_sequential_sampling_yields():
+    def sampler():
+        rng = np.random.default_rng(0)
+        return lambda: {"x": rng.normal(size=(2, 3))}
+
+    sequential = sampler()
+    expected = [sequential()["x"] for _ in range(5)]
+    prefetcher = Prefetcher(sampler(), pin=False)
+    got = [batch["x"] for batch in prefetcher.batches(5)]
+    assert list(prefetcher.batches(0)) == []
+    prefetcher.close()
+    np.testing.assert_array_equal(np.stack(got), np.stack(expected))
+
+
+class _RecordingAgent:
+    action_dim = 2
+
+    def __init__(self):
+        self.sums = []
+
+    def act(self, obs, state, mode):
+        return np.full((len(obs["is_first"]), 2), 0.5, np.float32), state
+
+    def update(self, batch):
+        self.sums.append(float(np.asarray(batch["image"], np.float64).sum()))
+        return {"train/nonfinite": 0.0}
+
+    def report(self, batch):
+        return {}, {}
+
+    def checkpoint_state(self):
+        return {}
+
+    def load_checkpoint_state(self, state):
+        pass
+
+
+def _train(tmp_path, **switches) -> tuple[_RecordingAgent, object]:
+    fns = envs.env_factories("toy", "reach", 2, seed=0, size=(16, 16), time_limit=20)
+    settings = dict(steps=200, prefill=60, train_ratio=32, batch_size=2, batch_length=8, eval_every=0, progress=False)
+    agent = _RecordingAgent()
+    trainer = Trainer(
+        LoopSettings(**settings, **switches),
+        tmp_path,
+        make_envs=lambda: envs.VectorEnv(fns, parallel=False),
+        make_eval_env=None,
+        agent=agent,
+        replay=Replay(10_000, tmp_path / "replay", chunk_length=64, seed=0),
+        logger=Logger(tmp_path, tensorboard=False),
+        config_slice={"test": 1},
+    )
+    return agent, trainer.run()
+
+
+def test_prefetch_trains_on_the_same_batches(tmp_path):
+    plain_agent, _ = _train(tmp_path / "plain")
+    fast_agent, _ = _train(tmp_path / "prefetch", prefetch=True)
+    assert len(plain_agent.sums) > 5
+    assert fast_agent.sums == plain_agent.sums
+
+
+def test_overlapped_env_steps_keep_the_train_ratio(tmp_path):
+    plain_agent, plain_counters = _train(tmp_path / "plain")
+    fast_agent, counters = _train(tmp_path / "overlap", overlap_env=True)
+    assert counters.frames == plain_counters.frames == 200
+    assert abs(len(fast_agent.sums) - len(plain_agent.sums)) <= 2 * 32 // 16
