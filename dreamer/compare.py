@@ -47,6 +47,7 @@ class Run:
     seed: int | None
     suite: str | None  # dmc_vision / dmc_proprio when the config tells, else None
     curve: Curve
+    env_suite: str | None = None  # env.suite of the config: dmc, toy, gym, atari, ...
 
 
 # ----------------------------------------------------------------- reading runs
@@ -122,7 +123,7 @@ def _infer_suite(cfg, run_dir: Path) -> str | None:
             return "dmc_vision"
         if words & _PROPRIO_WORDS:
             return "dmc_proprio"
-    for key in ("env.pixels", "env.from_pixels"):
+    for key in ("env.image", "env.pixels", "env.from_pixels"):
         value = _select(cfg, key, run_dir)
         if isinstance(value, bool):
             return "dmc_vision" if value else "dmc_proprio"
@@ -153,7 +154,9 @@ def read_run(run_dir: Path, metric: str = "auto",
         return None
     task = normalise_task(str(task))
     curve = Curve(task, str(method), None if seed is None else int(seed), frames, scores)
-    return Run(run_dir, task, str(method), curve.seed, _infer_suite(cfg, run_dir), curve)
+    env_suite = _select(cfg, "env.suite", config_path)
+    return Run(run_dir, task, str(method), curve.seed, _infer_suite(cfg, run_dir), curve,
+               None if env_suite is None else str(env_suite))
 
 
 def find_runs(paths: Sequence[Path], metric: str = "auto",
@@ -354,6 +357,11 @@ def compare(paths: Sequence[Path], baselines: Sequence[str] = (), suite: str | N
     groups = group_runs(runs)
     tasks = sorted({run.task for run in runs})
     log(f"found {len(runs)} runs: {len(tasks)} tasks, methods {', '.join(groups)}")
+    other = sorted({r.env_suite for r in runs} - {None, "dmc", *BASELINE_SUITES})
+    if baselines and len(other) == len({r.env_suite for r in runs}):
+        log(f"note: no published baselines for {', '.join(other)} runs (baselines cover "
+            f"{', '.join(BASELINE_SUITES)}); plotting the runs alone")
+        baselines = ()
     if baselines:
         suite = resolve_suite(runs, suite, log)
         groups.update(group_baselines(suite, baselines, tasks))
@@ -364,6 +372,10 @@ def compare(paths: Sequence[Path], baselines: Sequence[str] = (), suite: str | N
             for task in tasks}
     out.mkdir(parents=True, exist_ok=True)
     table = build_table(groups, tasks, budgets, window)
+    longest = max(xmax.values())
+    if longest < min(budgets) * (1 - window):
+        log(f"note: the runs end at {format_budget(longest)} frames, before the smallest "
+            f"budget; choose budgets with --budgets, e.g. --budgets {format_budget(longest)}")
     plot(groups, tasks, out, xmax, log=log)
     text = table.to_markdown()
     (out / "scores.md").write_text(
