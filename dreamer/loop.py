@@ -253,6 +253,7 @@ class Trainer:
                 self._nonfinite_streak += 1
                 self.logger.scalar("train/nonfinite_skipped", 1)
                 if self._nonfinite_streak >= s.max_nonfinite_updates:
+                    self.logger.write(c.frames)
                     self.save()
                     raise NonFiniteLossError(
                         f"{self._nonfinite_streak} consecutive updates had NaN or infinite losses "

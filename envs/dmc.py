@@ -115,7 +115,8 @@ class DMC(Env):
 
     def render(self) -> np.ndarray:
         """The current frame, uint8 (H, W, 3)."""
-        return self._env.physics.render(*self.size, camera_id=self.camera)
+        # MuJoCo's frame comes back as a flipped view; torch cannot wrap negative strides.
+        return np.ascontiguousarray(self._env.physics.render(*self.size, camera_id=self.camera))
 
     def close(self) -> None:
         self._env.close()

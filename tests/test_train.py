@@ -174,11 +174,15 @@ class _CountingAgent:
 
     def __init__(self, nonfinite: bool = False):
         self.updates, self.nonfinite, self.batches = 0, nonfinite, []
+        self.acted, self.acted_at_first_update = 0, None
 
     def act(self, obs, state, mode):
+        self.acted += len(obs["is_first"])
         return np.zeros((len(obs["is_first"]), 2), np.float32), state
 
     def update(self, batch):
+        if self.acted_at_first_update is None:
+            self.acted_at_first_update = self.acted
         self.batches.append({k: v.shape for k, v in batch.items()})
         if self.nonfinite:
             return {"train/nonfinite": 1.0}
@@ -216,10 +220,12 @@ def _trainer(tmp_path, agent, **settings):
 def test_train_ratio_is_replayed_steps_per_agent_step(tmp_path):
     agent = _CountingAgent()
     counters = _trainer(tmp_path, agent).run()
-    # 2 workers x 200 agent steps; training starts once 100 frames are collected.
-    trained_steps = counters.agent_steps - 100
-    expected = trained_steps * 32 / (2 * 8)
-    assert abs(agent.updates - expected) <= 32 / (2 * 8) * 2
+    # Training starts once the prefill is stored; from then on every agent
+    # step (2 workers per loop iteration) owes 32 / (2 * 8) = 2 updates.
+    assert counters.agent_steps == agent.acted == 400
+    assert 100 <= agent.acted_at_first_update < 200
+    trained_steps = agent.acted - agent.acted_at_first_update + 2
+    assert agent.updates == trained_steps * 32 // (2 * 8)
     assert agent.batches[0]["image"] == (2, 8, 16, 16, 3)
     assert counters.frames == 400
     records = read_metrics(tmp_path)
