@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from world_model import distributions as dists
-from world_model.multi import MSE, MultiDecoder, MultiEncoder, image_to_float, split_keys
+from world_model.multi import MultiDecoder, MultiEncoder, image_to_float, split_keys
 from world_model.networks import ChannelNorm, ConvDecoder, ConvEncoder
 
 
@@ -87,11 +87,11 @@ def test_encoder_reports_a_wrong_observation_shape():
 
 def test_decoder_distributions():
     pred, target = torch.randn(2, 3, 4, 4), torch.rand(2, 3, 4, 4) - 0.5
-    mse = MSE(pred, event_dims=3)
+    mse = dists.MSE(pred, event_dims=3)
     torch.testing.assert_close(mse.log_prob(target), -((pred - target) ** 2).sum((1, 2, 3)))
     decoder = MultiDecoder(5, {"image": (16, 16, 3), "pos": (2,)}, depth=2, image_dist="normal", vector_dist="mse")
     out = decoder(torch.randn(5))
-    assert isinstance(out["image"], dists.Normal) and isinstance(out["pos"], MSE)
+    assert isinstance(out["image"], dists.Normal) and isinstance(out["pos"], dists.MSE)
     with pytest.raises(ValueError, match="symlog_mse"):
         MultiDecoder(5, {"pos": (2,)}, vector_dist="laplace")
 

@@ -180,20 +180,24 @@ class Normal:
         return self._sum_events(0.5 + 0.5 * math.log(2 * math.pi) + torch.log(self.std))
 
 
-class SymlogMSE:
-    """Deterministic prediction in symlog space; log_prob is minus the squared error.
+class MSE:
+    """Deterministic prediction read as a distribution; log_prob is minus the squared error.
 
-    Used for image and vector reconstruction in DreamerV3, where targets of
-    very different scales share one loss.
+    With ``symlog`` the prediction lives in symlog space and targets are
+    symlog-transformed first (DreamerV3 vectors, so targets of very different
+    scales share one loss); without it the error is taken as is (DreamerV3
+    images in [-0.5, 0.5]). Unlike :class:`Normal` with std 1 there is no
+    factor 1/2 and no constant.
     """
 
-    def __init__(self, pred: Tensor, event_dims: int = 1):
+    def __init__(self, pred: Tensor, event_dims: int = 1, symlog: bool = False):
         self.pred = pred.float()
         self.event_dims = event_dims
+        self.symlog = symlog
 
     @property
     def mean(self) -> Tensor:
-        return symexp(self.pred)
+        return symexp(self.pred) if self.symlog else self.pred
 
     def mode(self) -> Tensor:
         return self.mean
@@ -202,8 +206,8 @@ class SymlogMSE:
         return self.mean
 
     def log_prob(self, x: Tensor) -> Tensor:
-        error = (self.pred - symlog(x.float())) ** 2
-        return -error.sum(tuple(range(-self.event_dims, 0)))
+        target = symlog(x.float()) if self.symlog else x.float()
+        return -((self.pred - target) ** 2).sum(tuple(range(-self.event_dims, 0)))
 
     def entropy(self) -> Tensor:
         return torch.zeros(self.pred.shape[: -self.event_dims], device=self.pred.device)

@@ -108,7 +108,7 @@ class Head(nn.Module):
         if self.kind == "normal":
             return dists.Normal(raw, 1.0, event_dims=events)
         if self.kind == "symlog_mse":
-            return dists.SymlogMSE(raw, event_dims=events)
+            return dists.MSE(raw, event_dims=events, symlog=True)
         if self.kind == "bernoulli":
             return dists.Bernoulli(raw)
         return dists.OneHotCategorical(raw, self.unimix, event_dims=1)

@@ -20,41 +20,12 @@ NON_OBSERVATION_KEYS = ("reward", "is_first", "is_last", "is_terminal", "action"
 DECODER_DISTS = ("mse", "symlog_mse", "normal")
 
 
-class MSE:
-    """Deterministic prediction scored by minus the summed squared error.
-
-    DreamerV3 reads its image decoder this way (targets in [-0.5, 0.5]), so
-    unlike :class:`~world_model.distributions.Normal` with std 1 the loss has
-    no factor 1/2 and no constant.
-    """
-
-    def __init__(self, pred: Tensor, event_dims: int = 1):
-        self.pred = pred.float()
-        self.event_dims = event_dims
-
-    @property
-    def mean(self) -> Tensor:
-        return self.pred
-
-    def mode(self) -> Tensor:
-        return self.pred
-
-    def sample(self) -> Tensor:
-        return self.pred
-
-    def log_prob(self, x: Tensor) -> Tensor:
-        return -((self.pred - x.float()) ** 2).sum(tuple(range(-self.event_dims, 0)))
-
-    def entropy(self) -> Tensor:
-        return torch.zeros(self.pred.shape[: -self.event_dims], device=self.pred.device)
-
-
 def make_dist(kind: str, pred: Tensor, event_dims: int):
     """Read decoder outputs ``pred`` as the distribution named ``kind``."""
     if kind == "mse":
-        return MSE(pred, event_dims)
+        return dists.MSE(pred, event_dims)
     if kind == "symlog_mse":
-        return dists.SymlogMSE(pred, event_dims)
+        return dists.MSE(pred, event_dims, symlog=True)
     if kind == "normal":
         return dists.Normal(pred, 1.0, event_dims)
     raise ValueError(f"unknown decoder distribution {kind!r}; choose one of {DECODER_DISTS}")
