@@ -61,7 +61,9 @@ class ToyReach(Env):
         self._agent = np.zeros(2, np.float32)
         self._target = np.zeros(2, np.float32)
         self._background = np.broadcast_to(_BACKGROUND, (*self.size, 3)).copy()
-        self._dot_radius = max(1, round(min(self.size) / 24))
+        # Dots of at least 5x5 pixels: smaller ones are too little of the image
+        # for a small world model's reconstruction loss to notice early on.
+        self._dot_radius = max(2, round(min(self.size) / 16))
 
     def reset(self) -> Obs:
         self._agent = self._rng.uniform(0.1, 0.9, 2).astype(np.float32)
