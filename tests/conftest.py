@@ -26,6 +26,12 @@ def train_in_process(run_dir: Path, overrides: list[str]):
     return run(cfg, run_dir)
 
 
-@pytest.fixture
-def debug_overrides():
-    return ["experiment=debug", "tensorboard=true"]
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny networks run fastest single-threaded."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

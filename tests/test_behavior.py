@@ -13,13 +13,7 @@ from behavior import (
 from behavior.toy import PointMass
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # Tiny networks run fastest single-threaded, and the machine is shared.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 class LinearModel(nn.Module):

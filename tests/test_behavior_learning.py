@@ -22,12 +22,7 @@ PRESETS = {
 }
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def train(model: PointMass, behavior: ImaginationBehavior, updates: int, lr: float = 3e-3, starts=None):
