@@ -192,9 +192,6 @@ class Agent(nn.Module):
             metrics["train/critic_grad_norm"] = self._step(
                 self.critic_opt, losses["critic"], self.critic_params, self.critic_clip, self.critic_params
             )
-            # The actor loss may backpropagate through the model; those
-            # gradients must not linger into the next model step.
-            wm.zero_grad(set_to_none=True)
             self.behavior.update_slow_critic()
             metrics.update({f"train/{k}": float(v) for k, v in behavior_metrics.items()})
         metrics["train/nonfinite"] = 0.0

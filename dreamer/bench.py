@@ -32,7 +32,7 @@ import envs
 from behavior.imagine import flatten_states
 from dreamer import fast
 from dreamer.agent import resolve_device
-from dreamer.run import build_agent, env_options, env_setup
+from dreamer.run import build_agent, env_options, env_setup, env_spaces
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 
@@ -122,9 +122,7 @@ def measure(args) -> dict:
     cfg = compose_config(args.size, args.batch, args.length, args.horizon, args.device, args.env, overrides)
     device = resolve_device(str(cfg.device))
     train_fns, eval_fn, parallel = env_setup(cfg.env, int(cfg.seed))
-    probe = eval_fn()
-    obs_space, act_space = probe.obs_space, probe.act_space
-    probe.close()
+    obs_space, act_space = env_spaces(eval_fn)
     torch.manual_seed(0)
     agent = build_agent(cfg, obs_space, act_space, device)
     settings = fast.settings_from(cfg, device)
@@ -211,11 +209,10 @@ def compare(args) -> dict:
         cfg = compose_config(args.size, args.batch, args.length, args.horizon, args.device, args.env, switches)
         device = resolve_device(str(cfg.device))
         _, eval_fn, _ = env_setup(cfg.env, int(cfg.seed))
-        probe = eval_fn()
+        obs_space, act_space = env_spaces(eval_fn)
         torch.manual_seed(0)
-        agent = build_agent(cfg, probe.obs_space, probe.act_space, device)
-        batch = synthetic_batch(probe.obs_space, probe.act_space, args.batch, args.length)
-        probe.close()
+        agent = build_agent(cfg, obs_space, act_space, device)
+        batch = synthetic_batch(obs_space, act_space, args.batch, args.length)
         log(f"compare: {name}")
         start = time.perf_counter()
         agent.update(batch)

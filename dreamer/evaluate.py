@@ -21,7 +21,7 @@ from omegaconf import OmegaConf
 from dreamer import checkpoint as ckpt
 from dreamer.agent import resolve_device
 from dreamer.loop import evaluate_episodes
-from dreamer.run import build_agent, compatibility_slice, env_setup, seed_everything
+from dreamer.run import build_agent, compatibility_slice, env_setup, env_spaces, seed_everything
 
 
 def evaluate(run_dir: str | Path, episodes: int = 10, device: str = "auto", out: str | Path | None = None) -> dict:
@@ -34,9 +34,7 @@ def evaluate(run_dir: str | Path, episodes: int = 10, device: str = "auto", out:
     ckpt.check_compatible(state["config"], compatibility_slice(cfg), run_dir / "checkpoint.pt")
     seed_everything(int(cfg.seed))
     _, eval_fn, _ = env_setup(cfg.env, int(cfg.seed))
-    probe = eval_fn()
-    obs_space, act_space = probe.obs_space, probe.act_space
-    probe.close()
+    obs_space, act_space = env_spaces(eval_fn)
     agent = build_agent(cfg, obs_space, act_space, resolve_device(device))
     agent.load_checkpoint_state(state["agent"])
     agent.eval()

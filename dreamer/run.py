@@ -47,6 +47,15 @@ def env_setup(env_cfg: DictConfig, seed: int, rank: int = 0):
     return train_fns, eval_fn, bool(env_cfg.get("parallel", True))
 
 
+def env_spaces(make_env) -> tuple[dict, "envs.Space"]:
+    """Observation and action spaces of the environment ``make_env`` builds."""
+    env = make_env()
+    try:
+        return env.obs_space, env.act_space
+    finally:
+        env.close()
+
+
 def build_agent(cfg: DictConfig, obs_space: dict, act_space, device: torch.device) -> Agent:
     algo = cfg.algo
     obs_shapes = {k: tuple(space.shape) for k, space in obs_space.items()}
@@ -133,9 +142,7 @@ def run(cfg: DictConfig, run_dir: str | Path | None = None):
     seed_everything(int(cfg.seed) + rank)
     device = ranks.device if ranks else resolve_device(str(cfg.device))
     train_fns, eval_fn, parallel = env_setup(cfg.env, int(cfg.seed), rank)
-    probe = eval_fn()
-    obs_space, act_space = probe.obs_space, probe.act_space
-    probe.close()
+    obs_space, act_space = env_spaces(eval_fn)
     agent = build_agent(cfg, obs_space, act_space, device)
     if ranks:
         ranks.setup_agent(agent)
