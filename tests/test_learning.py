@@ -1,6 +1,6 @@
 """Learning runs: the agent's score rises well above a random policy's.
 
-Slow (tens of minutes on a 2-core CPU), so outside the default run:
+Slow (about 14 minutes on a 2-core CPU), so outside the default run:
 ``python -m pytest -m slow tests/test_learning.py``.
 """
 
