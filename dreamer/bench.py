@@ -11,7 +11,9 @@ Keys: ``world_model_updates_per_s``, ``behavior_updates_per_s``,
 ``imagined_states_per_s``, ``agent_updates_per_s``, ``agent_update_s``,
 ``policy_step_ms`` (act on one observation), ``env_steps_per_s`` (one
 worker), ``env_steps_per_s_workers`` (``--workers`` workers), ``peak_rss_mb``,
-``peak_cuda_mb`` (None without CUDA), plus the settings measured.
+``peak_cuda_mb`` (None without CUDA), plus the settings measured. With
+``--profile N``, ``profile`` lists the N operators with the most self time in
+one full update (``torch.profiler``), as ``{op, calls, self_s, share}``.
 """
 
 from __future__ import annotations
@@ -47,6 +49,9 @@ def compose_config(size: str, batch: int, length: int, horizon: int, device: str
     if not task:
         raise ValueError(f"--env {env!r} must look like suite:task, e.g. dmc:walker_walk or toy:reach")
     args = [
+        # Without the default experiment (quickstart), whose toy-sized images and
+        # learning rates would otherwise apply to any environment benchmarked.
+        "~experiment",
         f"model={size}",
         f"env={suite}",
         f"env.task={task}",
@@ -117,6 +122,24 @@ def env_steps_per_s(env_fns, parallel: bool, steps: int) -> float:
         return steps * count / (time.perf_counter() - start)
 
 
+def profile_update(agent, batch, top: int, device: torch.device) -> list[dict]:
+    """The ``top`` operators by self time (CUDA time on a GPU) in one full update."""
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with profile(activities=activities) as prof:
+        agent.update(batch)
+        _sync(device)
+    attr = "self_device_time_total" if device.type == "cuda" else "self_cpu_time_total"
+    events = [e for e in prof.key_averages() if getattr(e, attr) > 0]
+    total = sum(getattr(e, attr) for e in events)
+    events.sort(key=lambda e: getattr(e, attr), reverse=True)
+    return [
+        {"op": e.key, "calls": e.count, "self_s": getattr(e, attr) / 1e6, "share": getattr(e, attr) / total}
+        for e in events[:top]
+    ]
+
+
 def measure(args) -> dict:
     overrides = [f"fast.{item}" for item in args.fast_paths]
     cfg = compose_config(args.size, args.batch, args.length, args.horizon, args.device, args.env, overrides)
@@ -173,6 +196,9 @@ def measure(args) -> dict:
     seconds = timed(lambda: agent.update(batch), args.repeats, args.warmup, device)
     out["agent_updates_per_s"] = 1 / seconds
     out["agent_update_s"] = seconds
+    if args.profile > 0:
+        log("profile of one full update")
+        out["profile"] = profile_update(agent, batch, args.profile, device)
 
     log("policy step")
     obs = {k: v[:1, 0] for k, v in batch.items() if k not in ("action", "reward")}
@@ -236,6 +262,7 @@ def parse_args(argv=None):
     parser.add_argument("--env", default="dmc:walker_walk", help="suite:task whose spaces shape the batch")
     parser.add_argument("--workers", type=int, default=2, help="parallel environment workers for env steps/s")
     parser.add_argument("--env-steps", type=int, default=200, help="steps per env timing (0: skip)")
+    parser.add_argument("--profile", type=int, default=0, metavar="N", help="also list the N costliest operators")
     parser.add_argument(
         "--compare",
         action="store_true",
