@@ -1,6 +1,7 @@
 """Train a world-model agent. Examples:
 
     python train.py                                   # quickstart: learns on a laptop CPU
+    python train.py env=dmc env.task=walker_walk      # base settings (the quickstart is for env=toy only)
     python train.py experiment=dmc_vision env.task=walker_walk seed=3
     python train.py -m env.task=walker_walk,cheetah_run seed=0,1,2 hydra/launcher=submitit_local
 

@@ -49,8 +49,8 @@ def compose_config(size: str, batch: int, length: int, horizon: int, device: str
     if not task:
         raise ValueError(f"--env {env!r} must look like suite:task, e.g. dmc:walker_walk or toy:reach")
     args = [
-        # Without the default experiment (quickstart), whose toy-sized images and
-        # learning rates would otherwise apply to any environment benchmarked.
+        # Without the env's default experiment (the quickstart for toy): the
+        # benchmark measures the env group's own settings at the given size.
         "~experiment",
         f"model={size}",
         f"env={suite}",

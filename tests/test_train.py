@@ -258,3 +258,16 @@ def test_presets_compose_with_paper_settings():
     assert (v1.algo.world_model.latent, v1.model.deter, v1.model.stoch) == ("gaussian", 200, 30)
     planet = compose_config(["algo=planet"])
     assert planet.algo.policy == "planner" and planet.algo.planner.candidates == 1000
+
+
+def test_the_quickstart_applies_only_to_the_toy_env():
+    # `python train.py` is the quickstart; naming another env must not inherit
+    # its toy-sized frames, tiny model and raised learning rates.
+    quick = compose_config([])
+    assert (quick.env.suite, list(quick.env.size), quick.model.deter, quick.steps) == ("toy", [16, 16], 64, 10_000)
+    dmc = compose_config(["env=dmc", "env.task=walker_walk", "algo=dreamerv3", "seed=1"])
+    assert (list(dmc.env.size), dmc.model.deter, dmc.steps, dmc.algo.train_ratio) == ([64, 64], 512, 1_000_000, 512)
+    assert dmc.algo.optim.model.lr == 1e-4
+    assert compose_config(["env=toy", "model=xs"]).model.deter == 256
+    base = compose_config(["experiment=none"])
+    assert (base.env.suite, base.steps, base.algo.optim.model.lr) == ("toy", 1_000_000, 1e-4)
