@@ -140,14 +140,18 @@ def profile_update(agent, batch, top: int, device: torch.device) -> list[dict]:
     ]
 
 
-def measure(args) -> dict:
-    overrides = [f"fast.{item}" for item in args.fast_paths]
+def build(args, overrides) -> tuple:
+    """``(cfg, device, agent, train_fns, obs_space, act_space)`` as training builds them."""
     cfg = compose_config(args.size, args.batch, args.length, args.horizon, args.device, args.env, overrides)
     device = resolve_device(str(cfg.device))
-    train_fns, eval_fn, parallel = env_setup(cfg.env, int(cfg.seed))
+    train_fns, eval_fn, _ = env_setup(cfg.env, int(cfg.seed))
     obs_space, act_space = env_spaces(eval_fn)
     torch.manual_seed(0)
-    agent = build_agent(cfg, obs_space, act_space, device)
+    return cfg, device, build_agent(cfg, obs_space, act_space, device), train_fns, obs_space, act_space
+
+
+def measure(args) -> dict:
+    cfg, device, agent, train_fns, obs_space, act_space = build(args, [f"fast.{item}" for item in args.fast_paths])
     settings = fast.settings_from(cfg, device)
     log(f"size {args.size}, batch {args.batch}x{args.length}, horizon {args.horizon}, device {device}, {settings}")
     batch = synthetic_batch(obs_space, act_space, args.batch, args.length)
@@ -232,12 +236,7 @@ def compare(args) -> dict:
     results = {}
     for name in ("plain", *MODEL_SWITCHES):
         switches = [f"fast.{s}={'true' if s == name else 'false'}" for s in fast.SWITCHES]
-        cfg = compose_config(args.size, args.batch, args.length, args.horizon, args.device, args.env, switches)
-        device = resolve_device(str(cfg.device))
-        _, eval_fn, _ = env_setup(cfg.env, int(cfg.seed))
-        obs_space, act_space = env_spaces(eval_fn)
-        torch.manual_seed(0)
-        agent = build_agent(cfg, obs_space, act_space, device)
+        _, device, agent, _, obs_space, act_space = build(args, switches)
         batch = synthetic_batch(obs_space, act_space, args.batch, args.length)
         log(f"compare: {name}")
         start = time.perf_counter()

@@ -28,6 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from behavior import CEMPlanner, ImaginationBehavior  # noqa: E402
+from dreamer.agent import resolve_device  # noqa: E402
 from world_model.world_model import WorldModel  # noqa: E402
 
 ACTION_DIM = 6
@@ -122,7 +123,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device)
+    device = resolve_device(args.device)
     result = {
         "device": str(device),
         "machine": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",

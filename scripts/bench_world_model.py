@@ -25,6 +25,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from dreamer.agent import resolve_device  # noqa: E402
 from world_model.world_model import WorldModel  # noqa: E402
 
 SIZES = ("xs", "s", "m", "l", "xl")
@@ -108,7 +109,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device)
+    device = resolve_device(args.device)
     result = {
         "device": str(device),
         "cpu": platform.processor() or platform.machine(),
