@@ -33,7 +33,7 @@ def test_twohot_round_trip():
     assert torch.allclose(decoded, values, rtol=1e-4, atol=1e-5)
     # The distribution built from (log of) the two-hot target decodes to it too.
     logits = torch.log(weights.clamp_min(1e-30))
-    assert torch.allclose(dists.TwoHotSymlog(logits, bins).mean, values, rtol=1e-3, atol=1e-4)
+    assert torch.allclose(dists.TwoHot(logits, bins).mean, values, rtol=1e-3, atol=1e-4)
 
 
 def test_twohot_loss_is_minimised_at_target():
@@ -41,11 +41,11 @@ def test_twohot_loss_is_minimised_at_target():
     logits = torch.zeros(41, requires_grad=True)
     opt = torch.optim.Adam([logits], lr=0.1)
     for _ in range(400):
-        loss = -dists.TwoHotSymlog(logits, bins).log_prob(torch.tensor(12.0))
+        loss = -dists.TwoHot(logits, bins).log_prob(torch.tensor(12.0))
         opt.zero_grad()
         loss.backward()
         opt.step()
-    assert dists.TwoHotSymlog(logits, bins).mean.item() == pytest.approx(12.0, rel=0.02)
+    assert dists.TwoHot(logits, bins).mean.item() == pytest.approx(12.0, rel=0.02)
 
 
 def test_onehot_straight_through_and_unimix():
@@ -101,5 +101,5 @@ def test_head_rejects_unknown_kind():
 
 
 def test_zero_init_head_predicts_zero():
-    head = Head(8, (), "twohot", units=16, layers=1, zero_init=True)
+    head = Head(8, (), "twohot", units=16, layers=1, outscale=0.0)
     assert torch.allclose(head(torch.randn(10, 8)).mean, torch.zeros(10), atol=1e-6)

@@ -27,8 +27,28 @@ def symexp(x: Tensor) -> Tensor:
 
 
 def symlog_bins(num_bins: int = 255, low: float = -20.0, high: float = 20.0) -> Tensor:
-    """Bin centres, evenly spaced in symlog space (so exponentially in raw space)."""
+    """Bin positions evenly spaced in symlog space (so exponentially in raw space)."""
     return torch.linspace(low, high, num_bins)
+
+
+TWOHOT_SPACINGS = ("symlog", "symexp")
+
+
+def twohot_bins(num_bins: int = 255, spacing: str = "symlog") -> Tensor:
+    """The bins :class:`TwoHot` works in.
+
+    ``symlog``: positions in symlog space, ``linspace(-20, 20, K)``.
+    ``symexp``: the raw values ``symexp`` of those positions, built from the
+    negative half and mirrored so that the bins are exactly symmetric and
+    (for odd K) contain an exact 0.
+    """
+    if spacing not in TWOHOT_SPACINGS:
+        raise ValueError(f"unknown two-hot bin spacing {spacing!r}; choose one of {TWOHOT_SPACINGS}")
+    if spacing == "symlog":
+        return symlog_bins(num_bins)
+    half = symexp(torch.linspace(-20.0, 0.0, (num_bins + 1) // 2, dtype=torch.float64))
+    upper = -half[:-1].flip(0) if num_bins % 2 else -half.flip(0)
+    return torch.cat([half, upper]).float()
 
 
 def _neighbour_bins(x: Tensor, bins: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -44,7 +64,7 @@ def twohot_encode(x: Tensor, bins: Tensor) -> Tensor:
     """Spread each value of ``x`` (...) over its two nearest ``bins`` (K,).
 
     Returns (..., K) weights summing to one whose weighted bin average equals
-    ``x`` clipped to the bin range.
+    ``x`` clipped to the bin range (linear interpolation between the bins).
     """
     bins = bins.to(x.device, x.dtype)
     below, above, weight_above = _neighbour_bins(x, bins)
@@ -54,21 +74,39 @@ def twohot_encode(x: Tensor, bins: Tensor) -> Tensor:
     )
 
 
-class TwoHotSymlog:
-    """Categorical over symlog-spaced bins, trained with two-hot targets.
+class TwoHot:
+    """Categorical over exponentially spaced bins, trained with two-hot targets.
 
-    ``logits``: (..., K). Values are predicted in symlog space and reported in
-    raw space, so rewards and returns of any scale share one parameterisation.
+    ``logits``: (..., K); ``bins`` from :func:`twohot_bins` with the same
+    ``spacing``. Both spacings put the bins at the same raw values
+    ``symexp(linspace(-20, 20, K))``, so rewards and returns of any scale
+    share one parameterisation; they differ in where a target is
+    interpolated and the mean is taken:
+
+    - ``symlog`` (2023 DreamerV3): the target is ``symlog(x)`` spread over
+      bins in symlog space, the mean is ``symexp(sum p_i b_i)``.
+    - ``symexp`` (2024 DreamerV3): the raw target is spread over the raw bin
+      values, the mean is ``sum p_i b_i`` in raw space, summed in mirrored
+      pairs so that uniform probabilities give exactly 0.
     """
 
-    def __init__(self, logits: Tensor, bins: Tensor):
+    def __init__(self, logits: Tensor, bins: Tensor, spacing: str = "symlog"):
+        if spacing not in TWOHOT_SPACINGS:
+            raise ValueError(f"unknown two-hot bin spacing {spacing!r}; choose one of {TWOHOT_SPACINGS}")
         self.logits = logits.float()
         self.bins = bins.to(logits.device, torch.float32)
+        self.spacing = spacing
         self.probs = torch.softmax(self.logits, -1)
 
     @property
     def mean(self) -> Tensor:
-        return symexp((self.probs * self.bins).sum(-1))
+        if self.spacing == "symlog":
+            return symexp((self.probs * self.bins).sum(-1))
+        half = self.bins.shape[0] // 2
+        lower = (self.probs[..., :half] * self.bins[:half]).flip(-1)
+        start = half + self.bins.shape[0] % 2
+        middle = self.probs[..., half] * self.bins[half] if start > half else 0.0
+        return (lower + self.probs[..., start:] * self.bins[start:]).sum(-1) + middle
 
     def mode(self) -> Tensor:
         return self.mean
@@ -79,7 +117,8 @@ class TwoHotSymlog:
     def log_prob(self, x: Tensor) -> Tensor:
         # The two-hot target has two non-zero weights, so read those two logits
         # instead of forming (..., K) targets and a K-wide log-softmax product.
-        below, above, weight_above = _neighbour_bins(symlog(x.float()), self.bins)
+        target = symlog(x.float()) if self.spacing == "symlog" else x.float()
+        below, above, weight_above = _neighbour_bins(target, self.bins)
         picked = self.logits.gather(-1, torch.stack([below, above], -1))
         mixed = (1 - weight_above) * picked[..., 0] + weight_above * picked[..., 1]
         return mixed - torch.logsumexp(self.logits, -1)

@@ -12,31 +12,29 @@ import torch
 from torch import Tensor, nn
 
 from world_model import distributions as dists
+from world_model.layers import activation, linear_bias, make_norm, mark_output, norm_kind
 
-ACTIVATIONS = {"silu": nn.SiLU, "elu": nn.ELU, "relu": nn.ReLU, "tanh": nn.Tanh}
-
-
-def activation(name: str) -> nn.Module:
-    if name not in ACTIVATIONS:
-        raise ValueError(f"unknown activation {name!r}; choose one of {sorted(ACTIVATIONS)}")
-    return ACTIVATIONS[name]()
+__all__ = ["MLP", "Head", "HEAD_KINDS", "activation"]
 
 
 class MLP(nn.Module):
-    """``layers`` x (Linear -> [LayerNorm] -> activation) over the last dim.
+    """``layers`` x (Linear -> norm -> activation) over the last dim.
 
-    DreamerV3 normalises every hidden layer (``norm=True``, SiLU); DreamerV1
-    and PlaNet use plain ELU layers (``norm=False``, ``act='elu'``).
+    DreamerV3 normalises every hidden layer (``norm='layer'`` in 2023,
+    ``'rms'`` in 2024, SiLU); DreamerV1 and PlaNet use plain ELU layers
+    (``norm='none'``, ``act='elu'``). See :mod:`world_model.layers`.
     """
 
-    def __init__(self, in_dim: int, units: int = 512, layers: int = 2, act: str = "silu", norm: bool = True):
+    def __init__(
+        self, in_dim: int, units: int = 512, layers: int = 2, act: str = "silu", norm: bool | str = True
+    ):
         super().__init__()
         modules: list[nn.Module] = []
         dim = in_dim
         for _ in range(layers):
-            modules.append(nn.Linear(dim, units, bias=not norm))
-            if norm:
-                modules.append(nn.LayerNorm(units, eps=1e-3))
+            modules.append(nn.Linear(dim, units, bias=linear_bias(norm)))
+            if norm_kind(norm) != "none":
+                modules.append(make_norm(norm, units))
             modules.append(activation(act))
             dim = units
         self.net = nn.Sequential(*modules)
@@ -58,9 +56,13 @@ class Head(nn.Module):
             (reward, value, continue), (A,) for actions or vectors.
         kind: one of ``HEAD_KINDS``.
         bins: number of two-hot bins (``twohot`` only).
-        zero_init: start the output layer at zero, so the initial prediction
-            is 0 (two-hot reward and critic in DreamerV3) and early returns
-            are not dominated by random large values.
+        bin_spacing: ``symlog`` (bins even in symlog space, targets
+            interpolated there, the 2023 DreamerV3) or ``symexp`` (the same
+            bin values, targets interpolated in raw space, the 2024 one); see
+            :class:`~world_model.distributions.TwoHot`.
+        outscale: factor on the output layer's initial weights; 0 starts
+            the prediction at exactly 0 (two-hot reward and critic in
+            DreamerV3), so early returns are not dominated by random values.
         unimix: uniform mixing for ``onehot``.
         min_std, max_std: std range for ``bounded_normal``.
     """
@@ -73,9 +75,10 @@ class Head(nn.Module):
         units: int = 512,
         layers: int = 2,
         act: str = "silu",
-        norm: bool = True,
+        norm: bool | str = True,
         bins: int = 255,
-        zero_init: bool = False,
+        bin_spacing: str = "symlog",
+        outscale: float = 1.0,
         unimix: float = 0.01,
         min_std: float = 0.1,
         max_std: float = 1.0,
@@ -88,18 +91,16 @@ class Head(nn.Module):
         self.trunk = MLP(in_dim, units, layers, act, norm)
         size = int(torch.tensor(self.shape).prod().item()) if self.shape else 1
         out = {"twohot": bins, "bounded_normal": 2 * size}.get(kind, size)
-        self.out = nn.Linear(self.trunk.out_dim, out)
-        if zero_init:
-            nn.init.zeros_(self.out.weight)
-            nn.init.zeros_(self.out.bias)
+        self.out = mark_output(nn.Linear(self.trunk.out_dim, out), outscale)
         if kind == "twohot":
-            self.register_buffer("bins", dists.symlog_bins(bins), persistent=False)
+            self.bin_spacing = bin_spacing
+            self.register_buffer("bins", dists.twohot_bins(bins, bin_spacing), persistent=False)
 
     def forward(self, x: Tensor):
         raw = self.out(self.trunk(x))
         batch = raw.shape[:-1]
         if self.kind == "twohot":
-            return dists.TwoHotSymlog(raw, self.bins)
+            return dists.TwoHot(raw, self.bins, self.bin_spacing)
         if self.kind == "bounded_normal":
             mean, std = raw.chunk(2, -1)
             return dists.BoundedNormal(mean, std, self.min_std, self.max_std)

@@ -13,8 +13,9 @@ import torch
 from torch import Tensor, nn
 
 from world_model import distributions as dists
+from world_model.layers import mark_output
 from world_model.mlp import MLP
-from world_model.networks import ConvDecoder, ConvEncoder, check_image_size
+from world_model.networks import DEFAULT_MULTS, ConvDecoder, ConvEncoder, check_image_size
 
 NON_OBSERVATION_KEYS = ("reward", "is_first", "is_last", "is_terminal", "action")
 DECODER_DISTS = ("mse", "symlog_mse", "normal")
@@ -31,7 +32,9 @@ def make_dist(kind: str, pred: Tensor, event_dims: int):
     raise ValueError(f"unknown decoder distribution {kind!r}; choose one of {DECODER_DISTS}")
 
 
-def split_keys(obs_shapes: dict[str, tuple[int, ...]]) -> tuple[list[str], list[str]]:
+def split_keys(
+    obs_shapes: dict[str, tuple[int, ...]], stages: int = len(DEFAULT_MULTS)
+) -> tuple[list[str], list[str]]:
     """Image keys (3-dim shapes) and vector keys (1-dim shapes), in given order.
 
     Keys that are not observations (reward, flags, action) are skipped.
@@ -55,7 +58,7 @@ def split_keys(obs_shapes: dict[str, tuple[int, ...]]) -> tuple[list[str], list[
         sizes = {tuple(obs_shapes[k][:2]) for k in images}
         if len(sizes) > 1:
             raise ValueError(f"image keys {images} must share one height x width, got {sorted(sizes)}")
-        check_image_size(*sizes.pop())
+        check_image_size(*sizes.pop(), stages)
     return images, vectors
 
 
@@ -70,7 +73,11 @@ def _check_shape(key: str, x: Tensor, shape: tuple[int, ...]) -> None:
 
 
 class MultiEncoder(nn.Module):
-    """dict of (..., H, W, C) images and (..., D) vectors -> (..., embed_dim)."""
+    """dict of (..., H, W, C) images and (..., D) vectors -> (..., embed_dim).
+
+    ``cnn``: further :class:`~world_model.networks.ConvEncoder` arguments
+    (``mults``, ``kernel``, ``resize``).
+    """
 
     def __init__(
         self,
@@ -79,18 +86,20 @@ class MultiEncoder(nn.Module):
         units: int = 512,
         layers: int = 2,
         act: str = "silu",
-        norm: bool = True,
+        norm: bool | str = True,
         symlog_inputs: bool = True,
+        cnn: dict | None = None,
     ):
         super().__init__()
+        cnn = cnn or {}
         self.shapes = {k: tuple(v) for k, v in obs_shapes.items()}
-        self.image_keys, self.vector_keys = split_keys(self.shapes)
+        self.image_keys, self.vector_keys = split_keys(self.shapes, len(cnn.get("mults", DEFAULT_MULTS)))
         self.symlog_inputs = symlog_inputs
         self.embed_dim = 0
         if self.image_keys:
             height, width, _ = self.shapes[self.image_keys[0]]
             channels = sum(self.shapes[k][-1] for k in self.image_keys)
-            self.cnn = ConvEncoder(channels, (height, width), depth, act, norm)
+            self.cnn = ConvEncoder(channels, (height, width), depth, act, norm, **cnn)
             self.embed_dim += self.cnn.out_dim
         if self.vector_keys:
             size = sum(self.shapes[k][0] for k in self.vector_keys)
@@ -118,7 +127,8 @@ class MultiDecoder(nn.Module):
     """(..., feat_dim) features -> {key: distribution over that observation}.
 
     Image distributions have event shape (C, H, W) over the float targets of
-    :meth:`targets`; vector distributions have event shape (D,).
+    :meth:`targets`; vector distributions have event shape (D,). ``cnn``:
+    further :class:`~world_model.networks.ConvDecoder` arguments.
     """
 
     def __init__(
@@ -129,25 +139,27 @@ class MultiDecoder(nn.Module):
         units: int = 512,
         layers: int = 2,
         act: str = "silu",
-        norm: bool = True,
+        norm: bool | str = True,
         image_dist: str = "mse",
         vector_dist: str = "symlog_mse",
+        cnn: dict | None = None,
     ):
         super().__init__()
         for name, kind in (("image_dist", image_dist), ("vector_dist", vector_dist)):
             if kind not in DECODER_DISTS:
                 raise ValueError(f"unknown {name} {kind!r}; choose one of {DECODER_DISTS}")
+        cnn = cnn or {}
         self.shapes = {k: tuple(v) for k, v in obs_shapes.items()}
-        self.image_keys, self.vector_keys = split_keys(self.shapes)
+        self.image_keys, self.vector_keys = split_keys(self.shapes, len(cnn.get("mults", DEFAULT_MULTS)))
         self.image_dist, self.vector_dist = image_dist, vector_dist
         if self.image_keys:
             height, width, _ = self.shapes[self.image_keys[0]]
             self.channels = [self.shapes[k][-1] for k in self.image_keys]
-            self.cnn = ConvDecoder(feat_dim, sum(self.channels), (height, width), depth, act, norm)
+            self.cnn = ConvDecoder(feat_dim, sum(self.channels), (height, width), depth, act, norm, **cnn)
         if self.vector_keys:
             self.sizes = [self.shapes[k][0] for k in self.vector_keys]
             self.mlp = MLP(feat_dim, units, layers, act, norm)
-            self.out = nn.Linear(self.mlp.out_dim, sum(self.sizes))
+            self.out = mark_output(nn.Linear(self.mlp.out_dim, sum(self.sizes)), 1.0)
 
     @property
     def keys(self) -> list[str]:

@@ -23,9 +23,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from world_model import distributions as dists
-from world_model.mlp import MLP, activation
+from world_model.layers import BlockLinear, activation, linear_bias, make_norm, mark_output
+from world_model.mlp import MLP
 
 LATENTS = ("gaussian", "categorical")
+CELLS = ("gru", "blockgru")
 State = dict[str, Tensor]
 
 
@@ -50,6 +52,46 @@ class NormGRUCell(nn.Module):
         return update * cand + (1 - update) * h
 
 
+class BlockGRUCell(nn.Module):
+    """The 2024 DreamerV3 recurrent cell: a GRU whose weights are block-diagonal.
+
+    The state h is split into ``blocks`` groups. Every group sees the shared
+    input ``x`` and its own slice of h, passes them through ``layers`` hidden
+    block layers (normalised over the whole state) and computes its own
+    reset, candidate and update gates, so group i never reads group j's
+    state: a large state at a fraction of a dense GRU's weights.
+
+    ``x`` (B, in_dim), ``h`` (B, hidden) -> (B, hidden).
+    """
+
+    def __init__(
+        self, in_dim: int, hidden: int, blocks: int = 8, layers: int = 1, act: str = "silu",
+        norm: bool | str = "rms", update_bias: float = -1.0,
+    ):
+        super().__init__()
+        if hidden % blocks:
+            raise ValueError(f"deter={hidden} must be divisible by blocks={blocks}")
+        self.blocks, self.update_bias = blocks, update_bias
+        width = hidden + blocks * in_dim
+        hidden_layers: list[nn.Module] = []
+        for _ in range(layers):
+            hidden_layers += [BlockLinear(width, hidden, blocks, bias=linear_bias(norm)), make_norm(norm, hidden), activation(act)]
+            width = hidden
+        self.hidden = nn.Sequential(*hidden_layers)
+        self.gates = BlockLinear(width, 3 * hidden, blocks)
+
+    def forward(self, x: Tensor, h: Tensor) -> Tensor:
+        g = self.blocks
+        shared = x.unsqueeze(-2).expand(*x.shape[:-1], g, x.shape[-1])
+        x = torch.cat([h.unflatten(-1, (g, -1)), shared], -1).flatten(-2)
+        gates = self.gates(self.hidden(x)).unflatten(-1, (g, -1))
+        reset, cand, update = (part.flatten(-2) for part in gates.chunk(3, -1))
+        reset = torch.sigmoid(reset)
+        cand = torch.tanh(reset * cand)
+        update = torch.sigmoid(update + self.update_bias)
+        return update * cand + (1 - update) * h
+
+
 class RSSM(nn.Module):
     """Recurrent state-space model; see the module docstring for the state.
 
@@ -60,10 +102,21 @@ class RSSM(nn.Module):
             or ``'gaussian'`` (``stoch`` dims, std >= ``min_std``).
         deter: GRU state size. hidden: width of the layers around the GRU.
         unimix: uniform mix of categorical latents (DreamerV3: 0.01).
-        act, norm: activation and LayerNorm of the hidden layers.
-        gru_norm: LayerNorm GRU (DreamerV2/V3) instead of ``nn.GRUCell``.
-        learned_initial: start from a learned deterministic state (DreamerV3)
-            instead of zeros.
+        act, norm: activation and norm (``layer``, ``rms``, ``none``, see
+            :mod:`world_model.layers`) of the hidden layers.
+        cell: ``gru``: z and a are summed into one input layer before a
+            dense GRU (DreamerV1-V3 2023). ``blockgru``: h, z and a each get
+            an input layer of ``hidden`` units, concatenated, and drive a
+            :class:`BlockGRUCell` of ``blocks`` blocks with ``dyn_layers``
+            hidden layers (2024 DreamerV3).
+        gru_norm: LayerNorm GRU (DreamerV2/V3) instead of ``nn.GRUCell``
+            (``cell='gru'`` only).
+        prior_layers: hidden layers between h and the prior's statistics.
+        learned_initial: start from a learned deterministic state (2023
+            DreamerV3) instead of zeros.
+        action_norm: divide actions by max(1, |a|) (per element, no gradient
+            through the divisor) before the dynamics, so an actor sample
+            outside [-1, 1] cannot drive the model where data never went.
     """
 
     def __init__(
@@ -79,13 +132,21 @@ class RSSM(nn.Module):
         unimix: float = 0.01,
         min_std: float = 0.1,
         act: str = "silu",
-        norm: bool = True,
+        norm: bool | str = True,
+        cell: str = "gru",
         gru_norm: bool = True,
+        blocks: int = 8,
+        dyn_layers: int = 1,
+        prior_layers: int = 1,
         learned_initial: bool = True,
+        action_norm: bool = False,
     ):
         super().__init__()
         if latent not in LATENTS:
             raise ValueError(f"unknown latent {latent!r}; choose one of {LATENTS}")
+        if cell not in CELLS:
+            raise ValueError(f"unknown RSSM cell {cell!r}; choose one of {CELLS}")
+        self.cell, self.action_norm = cell, action_norm
         self.latent, self.deter_size, self.stoch, self.classes = latent, deter, stoch, classes
         self.unimix, self.min_std = unimix, min_std
         self.categorical = latent == "categorical"
@@ -94,18 +155,25 @@ class RSSM(nn.Module):
         stats = stoch * classes if self.categorical else 2 * stoch
         self.stat_keys = ("logits",) if self.categorical else ("mean", "std")
 
+        bias = linear_bias(norm)
         # Layers that see two inputs are split in two linears so the part fed
         # by whole sequences (actions, embeddings) runs once outside the loop.
-        self.img_in_stoch = nn.Linear(self.stoch_size, hidden, bias=not norm)
-        self.img_in_action = nn.Linear(action_dim, hidden, bias=False)
-        self.img_in_norm = nn.LayerNorm(hidden, eps=1e-3) if norm else nn.Identity()
-        self.gru = NormGRUCell(hidden, deter) if gru_norm else nn.GRUCell(hidden, deter)
-        self.img_out = MLP(deter, hidden, 1, act, norm)
-        self.prior_stats = nn.Linear(hidden, stats)
-        self.obs_deter = nn.Linear(deter, hidden, bias=not norm)
+        if cell == "gru":
+            self.img_in_stoch = nn.Linear(self.stoch_size, hidden, bias=bias)
+            self.img_in_action = nn.Linear(action_dim, hidden, bias=False)
+            self.img_in_norm = make_norm(norm, hidden)
+            self.gru = NormGRUCell(hidden, deter) if gru_norm else nn.GRUCell(hidden, deter)
+        else:
+            self.dyn_in_deter = MLP(deter, hidden, 1, act, norm)
+            self.dyn_in_stoch = MLP(self.stoch_size, hidden, 1, act, norm)
+            self.dyn_in_action = MLP(action_dim, hidden, 1, act, norm)
+            self.gru = BlockGRUCell(3 * hidden, deter, blocks, dyn_layers, act, norm)
+        self.img_out = MLP(deter, hidden, prior_layers, act, norm)
+        self.prior_stats = mark_output(nn.Linear(hidden, stats), 1.0)
+        self.obs_deter = nn.Linear(deter, hidden, bias=bias)
         self.obs_embed = nn.Linear(embed_dim, hidden, bias=False)
-        self.obs_norm = nn.LayerNorm(hidden, eps=1e-3) if norm else nn.Identity()
-        self.post_stats = nn.Linear(hidden, stats)
+        self.obs_norm = make_norm(norm, hidden)
+        self.post_stats = mark_output(nn.Linear(hidden, stats), 1.0)
         self.act = activation(act)
         if learned_initial:
             self.initial_deter = nn.Parameter(torch.zeros(deter))
@@ -160,8 +228,20 @@ class RSSM(nn.Module):
         """concat(stoch, deter): (..., feat_size)."""
         return torch.cat([state["stoch"], state["deter"]], -1)
 
+    def action_in(self, action: Tensor) -> Tensor:
+        """The action's input features to the core, (..., A) -> (..., hidden);
+        per step, so whole sequences are transformed outside the loop."""
+        if self.action_norm:
+            action = action / action.abs().clamp(min=1).detach()
+        if self.cell == "gru":
+            return self.img_in_action(action)
+        return self.dyn_in_action(action)
+
     def _core(self, deter: Tensor, stoch: Tensor, action_in: Tensor) -> Tensor:
-        x = self.act(self.img_in_norm(self.img_in_stoch(stoch) + action_in))
+        if self.cell == "gru":
+            x = self.act(self.img_in_norm(self.img_in_stoch(stoch) + action_in))
+        else:
+            x = torch.cat([self.dyn_in_deter(deter), self.dyn_in_stoch(stoch), action_in], -1)
         return self.gru(x, deter)
 
     def _posterior(self, deter: Tensor, embed_in: Tensor, sample: bool) -> tuple[Tensor, tuple[Tensor, ...]]:
@@ -174,7 +254,7 @@ class RSSM(nn.Module):
 
     def img_step(self, state: State, action: Tensor, sample: bool = True) -> State:
         """One imagined step: (B, ...) state and (B, A) action -> prior state (B, ...)."""
-        deter = self._core(state["deter"], state["stoch"], self.img_in_action(action))
+        deter = self._core(state["deter"], state["stoch"], self.action_in(action))
         return self._prior(deter, sample)
 
     def obs_step(
@@ -190,7 +270,7 @@ class RSSM(nn.Module):
         init = self.initial(embed.shape[0])
         deter = keep * state["deter"] + (1 - keep) * init["deter"]
         stoch = keep * state["stoch"] + (1 - keep) * init["stoch"]
-        deter = self._core(deter, stoch, self.img_in_action(action * keep))
+        deter = self._core(deter, stoch, self.action_in(action * keep))
         post_stoch, post_stats = self._posterior(deter, self.obs_embed(embed), sample)
         return self._state(deter, post_stoch, post_stats), self._prior(deter, sample)
 
@@ -218,7 +298,7 @@ class RSSM(nn.Module):
         if state is None:
             state = init
         keep = (~is_first.bool()).to(embed.dtype).unsqueeze(-1)
-        action_in = self.img_in_action(action * keep)
+        action_in = self.action_in(action * keep)
         embed_in = self.obs_embed(embed)
         deter, stoch = state["deter"], state["stoch"]
         deters, stochs, stats = [], [], []
@@ -256,7 +336,7 @@ class RSSM(nn.Module):
             actions = policy_or_actions
             if actions.dim() != 3 or actions.shape[1] < horizon:
                 raise ValueError(f"imagine needs actions (B, H>={horizon}, A), got {tuple(actions.shape)}")
-            action_in = self.img_in_action(actions[:, :horizon])
+            action_in = self.action_in(actions[:, :horizon])
             deter, stoch = state["deter"], state["stoch"]
             deters, stochs, stats = [], [], []
             for h in range(horizon):

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from world_model.layers import initialize
 from world_model.mlp import Head
 from world_model.multi import MultiDecoder, MultiEncoder
 from world_model.rssm import RSSM, State
@@ -43,16 +44,34 @@ class WorldModel(nn.Module):
         obs_shapes: observation key -> shape; (H, W, C) images (H, W
             multiples of 16) and (D,) vectors. Reward and flag keys are ignored.
         action_dim: A. latent, deter, hidden, stoch, classes, unimix, min_std,
-            gru_norm, learned_initial: see :class:`~world_model.rssm.RSSM`.
-        cnn_depth: channel multiplier of the image encoder and decoder.
+            cell, gru_norm, blocks, dyn_layers, prior_layers, learned_initial,
+            action_norm: see :class:`~world_model.rssm.RSSM`.
+        cnn_depth, cnn_mults, cnn_kernel, image_resize: channels
+            ``cnn_depth * cnn_mults[i]`` per stage, kernel size and the
+            down/upsampling of the image encoder and decoder, see
+            :mod:`world_model.networks`.
+        image_output: ``linear`` or ``sigmoid`` decoder output.
+        decoder_deter_blocks: 0, or the blocks through which the deterministic
+            state fills the image decoder's first grid (2024: 8).
         mlp_units, mlp_layers: width and depth of the vector encoder and
-            decoder and of the reward and continue heads.
-        act, norm: activation and LayerNorm/channel-norm of hidden layers.
+            decoder, and of the reward and continue heads unless
+            ``head_layers`` is given.
+        act, norm: activation and norm (``layer``, ``rms``, ``none``) of hidden layers.
+        winit, outinit: initialisation of hidden and output layers, see
+            :mod:`world_model.layers`.
         symlog_inputs: symlog vector observations before encoding (V3).
         image_dist, vector_dist: ``'mse'`` (V3 images), ``'symlog_mse'``
             (V3 vectors) or ``'normal'`` (std 1, V1/V2).
-        reward_dist: ``'twohot'`` (symlog bins, V3) or ``'normal'`` (std 1).
+        reward_dist: ``'twohot'`` (V3) or ``'normal'`` (std 1).
+        reward_bins, bin_spacing: two-hot bins and their spacing, see
+            :class:`~world_model.distributions.TwoHot`.
         cont: learn a continue head (V2/V3); without it ``cont()`` is 1.
+        cont_discount: the continue target is ``(1 - is_terminal) *
+            cont_discount``; the 2024 DreamerV3 folds its discount 1 - 1/333
+            into the head this way (``contdisc``), so the behaviour discounts
+            with the predicted continue alone.
+        replay_context: the first steps of every sequence only set the
+            latent state; they get no loss and no imagination starts there.
         free_bits, free_bits_mean, dyn_scale, rep_scale: the KL loss, see
             the module docstring.
         loss_scales: scales of the other terms, by name: observation keys,
@@ -71,19 +90,35 @@ class WorldModel(nn.Module):
         classes: int = 32,
         unimix: float = 0.01,
         min_std: float = 0.1,
+        cell: str = "gru",
         gru_norm: bool = True,
+        blocks: int = 8,
+        dyn_layers: int = 1,
+        prior_layers: int = 1,
         learned_initial: bool = True,
+        action_norm: bool = False,
         cnn_depth: int = 32,
+        cnn_mults: tuple[int, ...] = (1, 2, 4, 8),
+        cnn_kernel: int = 4,
+        image_resize: str = "stride",
+        image_output: str = "linear",
+        decoder_deter_blocks: int = 0,
         mlp_units: int = 512,
         mlp_layers: int = 2,
+        head_layers: int | None = None,
         act: str = "silu",
-        norm: bool = True,
+        norm: bool | str = True,
+        winit: str = "torch",
+        outinit: str | None = None,
         symlog_inputs: bool = True,
         image_dist: str = "mse",
         vector_dist: str = "symlog_mse",
         reward_dist: str = "twohot",
         reward_bins: int = 255,
+        bin_spacing: str = "symlog",
         cont: bool = True,
+        cont_discount: float = 1.0,
+        replay_context: int = 0,
         free_bits: float = 1.0,
         free_bits_mean: bool = False,
         dyn_scale: float = 0.5,
@@ -93,7 +128,12 @@ class WorldModel(nn.Module):
         super().__init__()
         if reward_dist not in REWARD_DISTS:
             raise ValueError(f"unknown reward_dist {reward_dist!r}; choose one of {REWARD_DISTS}")
-        self.encoder = MultiEncoder(obs_shapes, cnn_depth, mlp_units, mlp_layers, act, norm, symlog_inputs)
+        if replay_context < 0:
+            raise ValueError(f"replay_context={replay_context} must be >= 0")
+        if not 0.0 < cont_discount <= 1.0:
+            raise ValueError(f"cont_discount={cont_discount} must lie in (0, 1]")
+        cnn = dict(mults=tuple(cnn_mults), kernel=cnn_kernel, resize=image_resize)
+        self.encoder = MultiEncoder(obs_shapes, cnn_depth, mlp_units, mlp_layers, act, norm, symlog_inputs, cnn=cnn)
         self.rssm = RSSM(
             action_dim,
             self.encoder.embed_dim,
@@ -106,16 +146,28 @@ class WorldModel(nn.Module):
             min_std=min_std,
             act=act,
             norm=norm,
+            cell=cell,
             gru_norm=gru_norm,
+            blocks=blocks,
+            dyn_layers=dyn_layers,
+            prior_layers=prior_layers,
             learned_initial=learned_initial,
+            action_norm=action_norm,
         )
         feat = self.rssm.feat_size
+        image_decoder = dict(cnn, output=image_output, deter_blocks=decoder_deter_blocks, deter_dim=deter, units=mlp_units)
         self.decoder = MultiDecoder(
-            feat, obs_shapes, cnn_depth, mlp_units, mlp_layers, act, norm, image_dist, vector_dist
+            feat, obs_shapes, cnn_depth, mlp_units, mlp_layers, act, norm, image_dist, vector_dist, cnn=image_decoder
         )
-        head = dict(units=mlp_units, layers=mlp_layers, act=act, norm=norm)
-        self.reward_head = Head(feat, (), reward_dist, bins=reward_bins, zero_init=reward_dist == "twohot", **head)
+        layers = mlp_layers if head_layers is None else head_layers
+        head = dict(units=mlp_units, layers=layers, act=act, norm=norm)
+        self.reward_head = Head(
+            feat, (), reward_dist, bins=reward_bins, bin_spacing=bin_spacing,
+            outscale=0.0 if reward_dist == "twohot" else 1.0, **head,
+        )
         self.cont_head = Head(feat, (), "bernoulli", **head) if cont else None
+        initialize(self, winit, outinit)
+        self.cont_discount, self.replay_context = cont_discount, replay_context
         self.free_bits, self.free_bits_mean = free_bits, free_bits_mean
         self.obs_keys = self.encoder.image_keys + self.encoder.vector_keys
         self.loss_scales = self._scales(loss_scales or {}, dyn_scale, rep_scale)
@@ -185,13 +237,24 @@ class WorldModel(nn.Module):
         """World-model loss on a batch of (B, T) sequences.
 
         Returns ``(total, post, last_state, metrics)``: the scalar loss, the
-        posterior states (B, T, ...) with gradients, the detached final state
+        posterior states (B, T - replay_context, ...) with gradients, the detached final state
         (B, ...) to continue from, and detached scalar metrics: ``<term>_loss``
         for every term, ``model_loss``, ``kl``, ``post_ent``, ``prior_ent``.
         """
         obs = {k: batch[k] for k in self.obs_keys}
         embed = self.encoder(obs)
         post, prior = self.rssm.observe(state, embed, batch["action"], batch["is_first"])
+        if self.replay_context:
+            if batch["action"].shape[1] <= self.replay_context:
+                raise ValueError(
+                    f"sequences of length {batch['action'].shape[1]} leave no step after "
+                    f"replay_context={self.replay_context}"
+                )
+            scored = slice(self.replay_context, None)
+            post = {k: v[:, scored] for k, v in post.items()}
+            prior = {k: v[:, scored] for k, v in prior.items()}
+            obs = {k: v[:, scored] for k, v in obs.items()}
+            batch = {k: v[:, scored] for k, v in batch.items()}
         feat = self.rssm.feat(post)
         losses: dict[str, Tensor] = {}
         targets = self.decoder.targets(obs)
@@ -199,7 +262,7 @@ class WorldModel(nn.Module):
             losses[key] = -dist.log_prob(targets[key]).mean()
         losses["reward"] = -self.reward_head(feat).log_prob(batch["reward"]).mean()
         if self.cont_head is not None:
-            cont_target = 1.0 - batch["is_terminal"].float()
+            cont_target = (1.0 - batch["is_terminal"].float()) * self.cont_discount
             losses["cont"] = -self.cont_head(feat).log_prob(cont_target).mean()
         dyn, rep, kl = self.rssm.kl_losses(post, prior, self.free_bits, self.free_bits_mean)
         losses["dyn"], losses["rep"] = dyn.mean(), rep.mean()
