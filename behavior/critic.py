@@ -15,7 +15,7 @@ CRITIC_DISTS = ("twohot", "normal")
 class Critic(nn.Module):
     """State value from (..., F) features.
 
-    ``twohot``: a categorical over symlog-spaced bins (DreamerV3), started at
+    ``twohot``: a categorical over exponentially spaced bins (DreamerV3), started at
     zero so early returns are not dominated by random values. ``normal``: a
     unit-variance normal, i.e. squared error (DreamerV1).
     """
@@ -28,13 +28,17 @@ class Critic(nn.Module):
         units: int = 512,
         layers: int = 2,
         act: str = "silu",
-        norm: bool = True,
+        norm: bool | str = True,
         bins: int = 255,
+        bin_spacing: str = "symlog",
     ):
         super().__init__()
         if dist not in CRITIC_DISTS:
             raise ValueError(f"unknown critic dist {dist!r}; allowed: {CRITIC_DISTS}")
-        self.head = Head(feat_dim, (), dist, units, layers, act, norm, bins=bins, zero_init=dist == "twohot")
+        self.head = Head(
+            feat_dim, (), dist, units, layers, act, norm, bins=bins, bin_spacing=bin_spacing,
+            outscale=0.0 if dist == "twohot" else 1.0,
+        )
 
     def forward(self, feat: Tensor):
         """The value distribution; its ``mean`` is (...)."""

@@ -64,3 +64,35 @@ def trajectory_weights(cont: Tensor, gamma: float, start_cont: Tensor | None = N
     first = torch.ones_like(cont[0]) if start_cont is None else start_cont.detach().float().expand_as(cont[0])
     factors = torch.cat([first[None], gamma * cont[:-1]], 0)
     return torch.cumprod(factors, 0)
+
+
+def replay_lambda_return(
+    reward: Tensor, terminal: Tensor, last: Tensor, boot: Tensor, gamma: float, lam: float
+) -> Tensor:
+    """Lambda-returns along a replayed sequence, batch-major (B, T) -> (B, T - 1).
+
+    Used by the 2024 DreamerV3's replayed-value loss. ``boot[:, t]`` is the
+    value estimate of replayed step t (the imagined return from there);
+    ``reward[:, t]``, ``terminal[:, t]`` and ``last[:, t]`` describe step t
+    (the reward that led to it, whether it ends the episode). With
+    ``c = 1 - last_{t+1}``:
+
+    ``G_t = r_{t+1} + gamma (1 - term_{t+1}) ((1 - lam c) boot_{t+1} + lam c G_{t+1})``
+
+    and ``G_{T-1} = boot_{T-1}``; at an episode boundary (``last``) the
+    return stops recursing and bootstraps on ``boot`` alone.
+    """
+    if not reward.shape == terminal.shape == last.shape == boot.shape or reward.dim() != 2:
+        raise ValueError(
+            f"replay_lambda_return expects four (B, T) tensors; got reward {tuple(reward.shape)}, "
+            f"terminal {tuple(terminal.shape)}, last {tuple(last.shape)}, boot {tuple(boot.shape)}"
+        )
+    live = gamma * (1 - terminal[:, 1:])
+    lam_next = lam * (1 - last[:, 1:])
+    interim = reward[:, 1:] + live * (1 - lam_next) * boot[:, 1:]
+    returns = []
+    running = boot[:, -1]
+    for t in reversed(range(reward.shape[1] - 1)):
+        running = interim[:, t] + live[:, t] * lam_next[:, t] * running
+        returns.append(running)
+    return torch.stack(returns[::-1], 1)
