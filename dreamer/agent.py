@@ -23,6 +23,9 @@ from torch import nn
 
 from behavior.exploration import random_actions
 from behavior.imagine import flatten_states
+from dreamer.optim import OPTIMIZERS, LaProp
+
+UPDATES = ("sequential", "joint")
 
 
 @dataclass
@@ -31,15 +34,33 @@ class OptimConfig:
     eps: float = 1e-8
     clip: float = 1000.0  # gradient-norm clip (0: none)
     weight_decay: float = 0.0
+    kind: str = "adam"  # adam | laprop (see dreamer.optim)
+    beta1: float = 0.9
+    beta2: float = 0.999
+    agc: float = 0.0  # adaptive per-tensor clip ratio (laprop only; 0: none)
+    pmin: float = 1e-3  # floor of the parameter norm in AGC
+    warmup: int = 0  # updates of linear learning-rate warm-up (laprop only)
+
+    def __post_init__(self):
+        if self.kind not in OPTIMIZERS:
+            raise ValueError(f"unknown optimiser kind {self.kind!r}; choose one of {OPTIMIZERS}")
+        if self.kind == "adam" and (self.agc or self.warmup):
+            raise ValueError("agc and warmup belong to the laprop optimiser; set kind: laprop or remove them")
 
 
 def make_optimizer(
     params, cfg: OptimConfig, device: torch.device, fused: bool = False
 ) -> torch.optim.Optimizer:
     """Adam with foreach kernels (batched per-parameter updates), or the fused
-    single-kernel Adam when ``fused`` (see :mod:`dreamer.fast`)."""
+    single-kernel Adam when ``fused`` (see :mod:`dreamer.fast`); or LaProp."""
+    if cfg.kind == "laprop":
+        if cfg.weight_decay:
+            raise ValueError("the laprop optimiser has no weight decay; set weight_decay: 0")
+        return LaProp(params, cfg.lr, (cfg.beta1, cfg.beta2), cfg.eps, cfg.agc, cfg.pmin, cfg.warmup)
     kernels = dict(fused=True) if fused else dict(foreach=True)
-    return torch.optim.Adam(params, lr=cfg.lr, eps=cfg.eps, weight_decay=cfg.weight_decay, **kernels)
+    return torch.optim.Adam(
+        params, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps, weight_decay=cfg.weight_decay, **kernels
+    )
 
 
 def resolve_device(name: str) -> torch.device:
@@ -77,6 +98,7 @@ class Agent(nn.Module):
         actor_optim: OptimConfig = OptimConfig(3e-5, 1e-5, 100.0),
         critic_optim: OptimConfig = OptimConfig(3e-5, 1e-5, 100.0),
         expl_noise: float = 0.0,
+        update: str = "sequential",
         bf16: bool = False,
         fused_optim: bool = False,
         device: torch.device | str = "cpu",
@@ -84,6 +106,16 @@ class Agent(nn.Module):
         super().__init__()
         if (behavior is None) == (planner is None):
             raise ValueError("give exactly one of behavior (actor-critic) or planner (CEM)")
+        if update not in UPDATES:
+            raise ValueError(f"unknown update {update!r}; choose one of {UPDATES}")
+        if update == "joint" and (behavior is None or behavior.dynamics_weight > 0):
+            raise ValueError(
+                "update=joint sums all losses into one backward pass, which needs an actor-critic with "
+                "actor_grad=reinforce (a dynamics gradient would train the model on the actor's loss)"
+            )
+        if behavior is not None and getattr(behavior, "repval", 0) and update != "joint":
+            raise ValueError("repval trains the world model through the critic loss; it needs update=joint")
+        self.update_kind = update
         self.device = torch.device(device)
         self.world_model = world_model
         self.behavior = behavior
@@ -164,10 +196,18 @@ class Agent(nn.Module):
     def update(self, batch: dict[str, np.ndarray]) -> dict[str, float]:
         """One world-model and one behaviour update; returns ``train/...`` metrics.
 
+        ``sequential`` (DreamerV1-V3 2023): the world model steps first, then
+        the actor and critic learn in imagination from its posterior states.
+        ``joint`` (2024 DreamerV3): all losses are computed with the same
+        parameters and summed into one backward pass, so the replayed-value
+        loss can train the world model.
+
         If any loss is NaN or infinite, no parameter changes and the returned
         metrics hold ``train/nonfinite = 1``; the caller decides when to stop.
         """
         data = self._tensors(batch)
+        if self.update_kind == "joint":
+            return self._joint_update(data)
         wm = self.world_model
         with self._autocast():
             model_loss, post, _, wm_metrics = self._model_loss(data)
@@ -179,8 +219,7 @@ class Agent(nn.Module):
         )
         if self.behavior is not None:
             start = flatten_states(post)
-            # Imagining onward from a terminal state must not count.
-            start_cont = 1.0 - data["is_terminal"].float().reshape(-1)
+            start_cont = self._start_cont(data)
             with self._autocast():
                 losses, behavior_metrics = self._behavior_loss(wm, start, start_cont)
             if not self._all_finite(list(losses.values())):
@@ -194,6 +233,51 @@ class Agent(nn.Module):
             )
             self.behavior.update_slow_critic()
             metrics.update({f"train/{k}": float(v) for k, v in behavior_metrics.items()})
+        metrics["train/nonfinite"] = 0.0
+        return metrics
+
+    def _scored(self, data: dict[str, torch.Tensor], key: str) -> torch.Tensor:
+        """``data[key]`` without the replay-context steps, which get no loss."""
+        return data[key][:, getattr(self.world_model, "replay_context", 0):]
+
+    def _start_cont(self, data: dict[str, torch.Tensor]) -> torch.Tensor:
+        # Imagining onward from a terminal state must not count.
+        return 1.0 - self._scored(data, "is_terminal").float().reshape(-1)
+
+    def replayed(self, data: dict[str, torch.Tensor], post) -> dict[str, torch.Tensor]:
+        """The replayed sequence the behaviour's replayed-value loss reads
+        (``replay=`` of :meth:`ImaginationBehavior.loss`)."""
+        return {
+            "feat": self.world_model.feat(post),
+            "reward": self._scored(data, "reward"),
+            "is_terminal": self._scored(data, "is_terminal"),
+            "is_last": self._scored(data, "is_last"),
+        }
+
+    def _joint_update(self, data: dict[str, torch.Tensor]) -> dict[str, float]:
+        wm = self.world_model
+        with self._autocast():
+            model_loss, post, _, wm_metrics = self._model_loss(data)
+            losses, behavior_metrics = self._behavior_loss(
+                wm, flatten_states(post), self._start_cont(data), self.replayed(data, post)
+            )
+        total = model_loss + losses["actor"] + losses["critic"]
+        if not self._all_finite([model_loss, total]):
+            return {"train/nonfinite": 1.0}
+        opts = self.optimizers()
+        for opt in opts.values():
+            opt.zero_grad(set_to_none=True)
+        total.backward()
+        groups = {"model": list(wm.parameters()), "actor": self.actor_params, "critic": self.critic_params}
+        clips = {"model": self.model_clip, "actor": self.actor_clip, "critic": self.critic_clip}
+        metrics = {f"train/{k}": float(v) for k, v in wm_metrics.items()}
+        for name, opt in opts.items():
+            params = groups[name]
+            norm = torch.nn.utils.clip_grad_norm_(params, clips[name] if clips[name] > 0 else float("inf"), foreach=True)
+            metrics[f"train/{name}_grad_norm"] = float(norm)
+            opt.step()
+        self.behavior.update_slow_critic()
+        metrics.update({f"train/{k}": float(v) for k, v in behavior_metrics.items()})
         metrics["train/nonfinite"] = 0.0
         return metrics
 

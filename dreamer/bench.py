@@ -183,10 +183,11 @@ def measure(args) -> dict:
             _, post, _, _ = agent._model_loss(data)
         start = flatten_states(post)
         start_cont = torch.ones(len(start["deter"]), device=device)
+        replay = agent.replayed(data, post)
 
         def behavior_step():
             with agent._autocast():
-                losses, _ = agent._behavior_loss(wm, start, start_cont)
+                losses, _ = agent._behavior_loss(wm, start, start_cont, replay)
             agent._step(agent.actor_opt, losses["actor"], agent.actor_params, agent.actor_clip, agent.actor_params, True)
             agent._step(agent.critic_opt, losses["critic"], agent.critic_params, agent.critic_clip, agent.critic_params)
             wm.zero_grad(set_to_none=True)

@@ -9,7 +9,7 @@ measured faster on that device type (see docs/performance.md):
   own compiled graph; compiled artefacts are cached on disk.
 - ``bf16``: bfloat16 autocast for the forward passes; losses stay float32.
 - ``channels_last``: NHWC memory layout for the convolution weights.
-- ``fused_optim``: fused single-kernel Adam instead of the foreach one.
+- ``fused_optim``: fused single-kernel Adam instead of the foreach one (Adam presets; LaProp always runs foreach).
 - ``prefetch``: sample the next replay batches in a background thread
   (pinned memory and non-blocking copies on CUDA).
 - ``cuda_graphs``: capture the compiled step functions as CUDA graphs

@@ -3,8 +3,9 @@
 Counting convention: a *frame* is one environment frame (an agent step with
 action repeat 2 is 2 frames); every logged ``step`` and every frame budget in
 the config is in frames. The train ratio is replayed steps per agent step, so
-``updates = agent_steps * train_ratio / (batch_size * batch_length)`` whatever
-the environment's speed.
+``updates = agent_steps * train_ratio / (batch_size * (batch_length - replay_context))``
+whatever the environment's speed; the replay-context steps only set the
+latent state and are not counted as trained.
 
 The loop receives factories and built objects, never the config, so tests can
 hand in a dummy environment and a counting agent.
@@ -31,6 +32,7 @@ class LoopSettings:
     train_ratio: float = 512
     batch_size: int = 16
     batch_length: int = 64
+    replay_context: int = 0  # leading steps of each sequence that only set the latent state
     action_repeat: int = 1
     eval_every: int = 10_000
     eval_episodes: int = 1
@@ -243,7 +245,7 @@ class Trainer:
         waiting = len(self.replay) < max(s.prefill // s.action_repeat, s.batch_length) or c.frames < s.prefill
         if self._any(waiting)[0]:
             return
-        c.owed_updates += new_agent_steps * s.train_ratio / (s.batch_size * s.batch_length)
+        c.owed_updates += new_agent_steps * s.train_ratio / (s.batch_size * (s.batch_length - s.replay_context))
         batches = self._batches(int(c.owed_updates))
         while c.owed_updates >= 1:
             c.owed_updates -= 1

@@ -22,6 +22,7 @@ from dreamer import fast
 from dreamer.agent import Agent, OptimConfig, resolve_device
 from dreamer.distributed import Distributed, NullLogger, detect_launch, replay_dir, run_trainer
 from dreamer.logger import Logger
+from dreamer.reference import dreamerv3_2024_params, format_count
 from dreamer.loop import LoopSettings, Trainer
 from dreamer.replay import Replay
 from world_model.world_model import WorldModel
@@ -89,12 +90,28 @@ def build_agent(cfg: DictConfig, obs_space: dict, act_space, device: torch.devic
         actor_optim=optim.get("actor", OptimConfig()),
         critic_optim=optim.get("critic", OptimConfig()),
         expl_noise=algo.expl_noise,
+        update=str(algo.get("update", "sequential")),
         bf16=speed["bf16"],
         fused_optim=speed["fused_optim"],
         device=device,
     )
     fast.apply(agent, speed, cfg.get("fast", {}).get("compile_cache"))
     return agent
+
+
+def parameter_banner(cfg: DictConfig, agent: Agent, obs_space: dict, act_space) -> str:
+    """Trainable parameters (the frozen slow critic apart), and for the 2024
+    DreamerV3 the count of the reference's networks at the same size."""
+    trainable = sum(p.numel() for p in agent.parameters() if p.requires_grad)
+    frozen = sum(p.numel() for p in agent.parameters() if not p.requires_grad)
+    text = f"{format_count(trainable)} trainable parameters"
+    if frozen:
+        text += f" (+{format_count(frozen)} slow critic)"
+    if cfg.algo.name == "dreamerv3":
+        shapes = {k: tuple(space.shape) for k, space in obs_space.items()}
+        reference = dreamerv3_2024_params(shapes, int(act_space.shape[0]), **_container(cfg.model))
+        text += f", reference {format_count(reference)} ({cfg.algo.reference})"
+    return text
 
 
 def _container(node) -> dict:
@@ -153,6 +170,7 @@ def run(cfg: DictConfig, run_dir: str | Path | None = None):
         train_ratio=float(algo.train_ratio),
         batch_size=int(algo.batch_size),
         batch_length=int(algo.batch_length),
+        replay_context=int(algo.world_model.get("replay_context", 0)),
         action_repeat=int(cfg.env.get("action_repeat", 1)),
         eval_every=int(cfg.eval_every),
         eval_episodes=int(cfg.eval_episodes) if is_main else 0,
@@ -169,7 +187,7 @@ def run(cfg: DictConfig, run_dir: str | Path | None = None):
     print(
         f"[dreamer] {algo.name} on {cfg.env.suite}:{cfg.env.task} | device {device} | "
         + (f"rank {rank} of {ranks.world_size} | " if ranks else "")
-        + f"{sum(p.numel() for p in agent.parameters()) / 1e6:.1f}M parameters | run dir {run_dir}"
+        + f"{parameter_banner(cfg, agent, obs_space, act_space)} | run dir {run_dir}"
     )
     trainer = Trainer(
         settings,
