@@ -30,7 +30,8 @@ def test_bench_prints_json_with_positive_numbers(capsys):
     out = json.loads(captured.out)
     for key in RATES:
         assert math.isfinite(out[key]) and out[key] > 0, (key, out[key])
-    assert out["imagined_states_per_s"] == pytest.approx(out["behavior_updates_per_s"] * 2 * 8 * 3)
+    # Imagination starts from every trained step: 2 x (8 - 1 replay-context step), 3 steps each.
+    assert out["imagined_states_per_s"] == pytest.approx(out["behavior_updates_per_s"] * 2 * 7 * 3)
     assert out["agent_update_s"] * out["agent_updates_per_s"] == pytest.approx(1)
     assert out["peak_cuda_mb"] is None and out["fast_paths"]["bf16"] is False
     assert "[bench]" in captured.err

@@ -251,9 +251,11 @@ def test_device_auto_and_errors():
 
 def test_presets_compose_with_paper_settings():
     cfg = compose_config(["experiment=dmc_vision", "env.task=walker_walk"])
-    assert (cfg.algo.name, cfg.algo.train_ratio, cfg.algo.batch_size, cfg.algo.batch_length) == ("dreamerv3", 512, 16, 64)
+    assert (cfg.algo.name, cfg.algo.train_ratio, cfg.algo.batch_size, cfg.algo.batch_length) == ("dreamerv3", 512, 16, 65)
     assert (cfg.env.suite, cfg.env.action_repeat, cfg.env.size, cfg.steps) == ("dmc", 2, [64, 64], 1_000_000)
-    assert cfg.model.deter == 512
+    assert (cfg.model.deter, cfg.env.num_envs, cfg.prefill) == (2048, 16, 0)
+    v3_2023 = compose_config(["experiment=dmc_vision", "algo=dreamerv3_2023"])
+    assert (v3_2023.model.deter, v3_2023.algo.batch_length, v3_2023.env.num_envs, v3_2023.prefill) == (512, 64, 4, 2048)
     v1 = compose_config(["experiment=dmc_vision", "algo=dreamerv1"])
     assert (v1.algo.world_model.latent, v1.model.deter, v1.model.stoch) == ("gaussian", 200, 30)
     planet = compose_config(["algo=planet"])
@@ -266,8 +268,8 @@ def test_the_quickstart_applies_only_to_the_toy_env():
     quick = compose_config([])
     assert (quick.env.suite, list(quick.env.size), quick.model.deter, quick.steps) == ("toy", [16, 16], 64, 10_000)
     dmc = compose_config(["env=dmc", "env.task=walker_walk", "algo=dreamerv3", "seed=1"])
-    assert (list(dmc.env.size), dmc.model.deter, dmc.steps, dmc.algo.train_ratio) == ([64, 64], 512, 1_000_000, 512)
-    assert dmc.algo.optim.model.lr == 1e-4
+    assert (list(dmc.env.size), dmc.model.deter, dmc.steps, dmc.algo.train_ratio) == ([64, 64], 2048, 1_000_000, 512)
+    assert dmc.algo.optim.model.lr == 4e-5
     assert compose_config(["env=toy", "model=xs"]).model.deter == 256
     base = compose_config(["experiment=none"])
-    assert (base.env.suite, base.steps, base.algo.optim.model.lr) == ("toy", 1_000_000, 1e-4)
+    assert (base.env.suite, base.steps, base.algo.optim.model.lr) == ("toy", 1_000_000, 4e-5)

@@ -1,0 +1,129 @@
+"""Each DreamerV3 preset is its published agent: every entry of the parity
+table in tests/reference/dreamerv3.py, composed through Hydra and built."""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from dreamer.reference import dreamerv3_2024_params
+from dreamer.run import build_agent
+from envs.base import Space
+
+CONFIGS = str(Path(__file__).resolve().parents[1] / "configs")
+_spec = importlib.util.spec_from_file_location("reference_dreamerv3", Path(__file__).parent / "reference" / "dreamerv3.py")
+reference = importlib.util.module_from_spec(_spec)
+sys.modules[_spec.name] = reference  # dataclasses look their module up there
+_spec.loader.exec_module(reference)
+
+# walker_walk from pixels: one 64 x 64 RGB image, six continuous actions.
+OBS = {"image": Space((64, 64, 3), np.uint8, 0, 255)}
+ACT = Space((6,), np.float32, -1, 1)
+
+
+def _compose(overrides):
+    with initialize_config_dir(config_dir=CONFIGS, version_base=None):
+        return compose("config", overrides=[*overrides, "device=cpu"])
+
+
+@pytest.fixture(scope="module", params=sorted(reference.PRESETS))
+def built(request):
+    overrides, table = reference.PRESETS[request.param]
+    cfg = _compose(overrides)
+    torch.manual_seed(0)
+    agent = build_agent(cfg, OBS, ACT, torch.device("cpu"))
+    view = SimpleNamespace(
+        cfg=cfg, world_model=agent.world_model, behavior=agent.behavior, optimizers=agent.optimizers, agent=agent
+    )
+    return request.param, cfg, view, table
+
+
+def _ours(cfg, view, ref):
+    if callable(ref.ours):
+        return ref.ours(view)
+    value = OmegaConf.select(cfg, ref.ours, throw_on_missing=True)
+    return OmegaConf.to_container(value) if OmegaConf.is_config(value) else value
+
+
+def _same(ours, expected, rel):
+    if isinstance(expected, (list, tuple)):
+        return isinstance(ours, (list, tuple)) and len(ours) == len(expected) and all(
+            _same(o, e, rel) for o, e in zip(ours, expected)
+        )
+    if isinstance(expected, bool) or isinstance(expected, str):
+        return ours == expected
+    return ours is not None and math.isclose(float(ours), float(expected), rel_tol=rel or 1e-9, abs_tol=0.0)
+
+
+def test_every_setting_matches_the_reference(built):
+    name, cfg, view, table = built
+    mismatches = [
+        f"{ref.key}: ours {_ours(cfg, view, ref)!r}, reference {ref.value!r} ({ref.source})"
+        for ref in table
+        if not _same(_ours(cfg, view, ref), ref.value, ref.rel)
+    ]
+    assert not mismatches, f"{name} departs from its reference:\n" + "\n".join(mismatches)
+
+
+def test_the_table_names_its_reference_commit(built):
+    name, cfg, _, table = built
+    commit = cfg.algo.reference.split("@")[1]
+    assert len(commit) == 40
+    assert all(ref.source for ref in table)
+    assert reference.DEVIATIONS[name], "deliberate differences are listed with their reasons"
+
+
+# The reference DMC config's learning-relevant keys (2411f7d configs.yaml
+# defaults + size12m + dmc_vision); each must be in the table or a deviation.
+LEARNING_KEYS_2024 = [
+    "batch_size", "batch_length", "replay_context", "run.train_ratio", "run.num_envs", "run.train_fill",
+    "replay.fracs", "replay.size", "env.dmc.size", "env.dmc.repeat", "jax.compute_dtype", "run.steps",
+    "dyn.rssm.deter", "dyn.rssm.hidden", "dyn.rssm.stoch", "dyn.rssm.classes", "dyn.rssm.act", "dyn.rssm.norm",
+    "dyn.rssm.unimix", "dyn.rssm.outscale", "dyn.rssm.winit", "dyn.rssm.imglayers", "dyn.rssm.obslayers",
+    "dyn.rssm.dynlayers", "dyn.rssm.absolute", "dyn.rssm.cell", "dyn.rssm.blocks", "rssm_loss.free",
+    "enc.simple.depth", "enc.simple.mults", "enc.simple.layers", "enc.simple.units", "enc.simple.symlog",
+    "enc.simple.kernel", "enc.simple.strided", "dec.simple.bspace", "dec.simple.vecdist", "dec.simple.outscale",
+    "rewhead.layers", "rewhead.dist", "rewhead.outscale", "rewhead.bins", "conhead.layers", "conhead.outscale",
+    "contdisc", "actor.layers", "actor.units", "actor.outscale", "actor.minstd", "actor.maxstd", "critic.layers",
+    "critic.dist", "critic.outscale", "critic.bins", "loss_scales.dec_cnn", "loss_scales.reward",
+    "loss_scales.cont", "loss_scales.dyn", "loss_scales.rep", "loss_scales.replay_critic", "opt.lr", "opt.eps",
+    "opt.agc", "opt.warmup", "opt.globclip", "opt.wd", "opt.beta1", "opt.pmin", "opt.scaler", "imag_length",
+    "horizon", "return_lambda", "return_lambda_replay", "slow_critic_update", "slow_critic_fraction",
+    "slowtar", "slowreg", "actent", "retnorm.impl", "retnorm.rate", "retnorm.limit", "retnorm.perclo",
+    "retnorm.debias", "valnorm", "ac_grads",
+]
+
+
+def test_the_2024_table_covers_the_reference_config():
+    named = [ref.key for ref in reference.DREAMERV3] + [key for key, _ in reference.DEVIATIONS["dreamerv3"]]
+    missing = [key for key in LEARNING_KEYS_2024 if not any(key in entry for entry in named)]
+    assert not missing, f"reference keys without a parity entry or a listed deviation: {missing}"
+
+
+def test_2024_agent_has_the_reference_parameter_count():
+    cfg = _compose(reference.DREAMERV3_OVERRIDES)
+    agent = build_agent(cfg, OBS, ACT, torch.device("cpu"))
+    trainable = sum(p.numel() for p in agent.parameters() if p.requires_grad)
+    shapes = {k: tuple(s.shape) for k, s in OBS.items()}
+    assert trainable == dreamerv3_2024_params(shapes, ACT.shape[0], **OmegaConf.to_container(cfg.model))
+    # The slow critic is a frozen copy of the critic.
+    frozen = sum(p.numel() for p in agent.parameters() if not p.requires_grad)
+    assert frozen == sum(p.numel() for p in agent.behavior.critic.parameters())
+
+
+def test_2024_parameter_count_with_vectors_matches_too():
+    cfg = _compose(["experiment=dmc_proprio", "algo=dreamerv3"])
+    obs = {"position": Space((14,), np.float32, -np.inf, np.inf), "velocity": Space((10,), np.float32, -np.inf, np.inf)}
+    agent = build_agent(cfg, obs, ACT, torch.device("cpu"))
+    trainable = sum(p.numel() for p in agent.parameters() if p.requires_grad)
+    shapes = {k: tuple(s.shape) for k, s in obs.items()}
+    assert trainable == dreamerv3_2024_params(shapes, ACT.shape[0], **OmegaConf.to_container(cfg.model))
