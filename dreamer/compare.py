@@ -1,11 +1,13 @@
 """Compare training runs with each other and with published baselines.
 
-    python -m dreamer.compare RUN_DIRS... [--baseline dreamerv3 [tdmpc2_pixels ...]]
+    python -m dreamer.compare RUN_DIRS... [--baseline dreamerv3 [tdmpc2_pixels ...] | none]
         [--suite dmc_vision|dmc_proprio] [--out DIR] [--budgets 100k 500k 1M]
         [--metric auto|eval/score|episode/score]
 
 Writes one PNG per task, an overview grid PNG and a markdown table of scores
-at the budgets (also printed). See docs/compare.md for the conventions.
+at the budgets (also printed). Without --baseline, each run is drawn with the
+published curves named like its algo (a `dreamerv3_2023` run with
+`dreamerv3_2023`). See docs/compare.md for the conventions.
 """
 
 from __future__ import annotations
@@ -24,11 +26,12 @@ from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from dreamer.scores import (
-    BASELINE_SUITES, Curve, aggregate, available_baselines, budget_score,
+    BASELINE_SUITES, Curve, aggregate, available_baselines, baseline_origin, budget_score,
     format_budget, load_baseline, normalise_task, parse_budget)
 
 SCORE_KEYS = ("eval/score", "episode/score")
 PUBLISHED = " (published)"
+NO_BASELINE = "none"  # `--baseline none`: overlay nothing
 _VISION_WORDS = {"image", "images", "pixels", "pixel", "rgb", "vision"}
 _PROPRIO_WORDS = {"state", "states", "proprio", "proprioceptive", "vector"}
 
@@ -200,6 +203,34 @@ def resolve_suite(runs: Sequence[Run], suite: str | None, log: Callable[[str], N
     return BASELINE_SUITES[0]
 
 
+def default_baselines(runs: Sequence[Run], suite: str | None,
+                      log: Callable[[str], None] = print) -> tuple[str | None, list[str]]:
+    """(suite, names) of the shipped baselines named like the runs' algos.
+
+    A run of algo `dreamerv3_2023` gets the published `dreamerv3_2023` curves,
+    the same agent version. Only DMC runs count; runs of several suites get
+    nothing without --suite. Logs one line naming what is overlaid and why.
+    """
+    dmc = [r for r in runs if r.env_suite in (None, "dmc", *BASELINE_SUITES)]
+    methods = {r.method for r in dmc}
+    suites = [suite] if suite else sorted({r.suite for r in dmc} - {None}) or [BASELINE_SUITES[0]]
+    matches = {s: sorted(methods & set(available_baselines(s))) for s in suites}
+    if not any(matches.values()):
+        return None, []
+    if len(suites) > 1:
+        log(f"note: not overlaying the published curves of {', '.join(sorted(methods))}: "
+            f"the runs come from several suites ({', '.join(suites)}); choose one with --suite")
+        return None, []
+    suite = resolve_suite(dmc, suite, log)
+    names = matches[suite]
+    described = " and ".join(
+        f"{name} ({baseline_origin(suite, name)}, baselines/{suite}/{name}.json.gz) "
+        f"for runs of algo {name}" for name in names)
+    log(f"overlaying published {described}: the same agent version as the run "
+        f"(--baseline NAME... to choose, --baseline {NO_BASELINE} for none)")
+    return suite, names
+
+
 # ------------------------------------------------------------ grouping, table
 
 Groups = dict[str, dict[str, list[Curve]]]  # method label -> task -> curves (one per seed)
@@ -348,15 +379,26 @@ def plot(groups: Groups, tasks: Sequence[str], out: Path, xmax: dict[str, float]
 
 # ------------------------------------------------------------------------ main
 
-def compare(paths: Sequence[Path], baselines: Sequence[str] = (), suite: str | None = None,
-            out: Path = Path("comparison"), budgets: Sequence[int] = (100_000, 500_000, 1_000_000),
+def compare(paths: Sequence[Path], baselines: Sequence[str] | None = None,
+            suite: str | None = None, out: Path = Path("comparison"),
+            budgets: Sequence[int] = (100_000, 500_000, 1_000_000),
             metric: str = "auto", window: float = 0.05,
             log: Callable[[str], None] = print) -> ScoreTable:
-    """Find runs, overlay baselines, write the PNGs and `scores.md`; return the table."""
+    """Find runs, overlay baselines, write the PNGs and `scores.md`; return the table.
+
+    baselines: published methods to overlay; None for those named like the
+    runs' algos (`default_baselines`); () or ["none"] for none.
+    """
     runs = find_runs(paths, metric, log)
     groups = group_runs(runs)
     tasks = sorted({run.task for run in runs})
     log(f"found {len(runs)} runs: {len(tasks)} tasks, methods {', '.join(groups)}")
+    if baselines is None:
+        suite, baselines = default_baselines(runs, suite, log)
+    elif NO_BASELINE in baselines:
+        if len(baselines) > 1:
+            raise CompareError(f"--baseline {NO_BASELINE} cannot be combined with other names")
+        baselines = ()
     other = sorted({r.env_suite for r in runs} - {None, "dmc", *BASELINE_SUITES})
     if baselines and len(other) == len({r.env_suite for r in runs}):
         log(f"note: no published baselines for {', '.join(other)} runs (baselines cover "
@@ -390,8 +432,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="python -m dreamer.compare",
         description="Plot runs against published baselines and tabulate scores at budgets.")
     parser.add_argument("runs", nargs="+", type=Path, help="folders searched recursively for runs")
-    parser.add_argument("--baseline", nargs="*", default=[],
-                        help="published methods to overlay, e.g. dreamerv3 drqv2")
+    parser.add_argument("--baseline", nargs="*", default=None,
+                        help="published methods to overlay, e.g. dreamerv3 drqv2, or "
+                             f"'{NO_BASELINE}' (default: those named like the runs' algos)")
     parser.add_argument("--suite", choices=BASELINE_SUITES,
                         help="baseline suite (default: from the runs' configs)")
     parser.add_argument("--out", type=Path, default=Path("comparison"),

@@ -202,8 +202,7 @@ def available_baselines(suite: str, root: Path = BASELINE_DIR) -> list[str]:
     return sorted(p.name[:-len(".json.gz")] for p in (root / suite).glob("*.json.gz"))
 
 
-def load_baseline(suite: str, method: str, root: Path = BASELINE_DIR) -> list[Curve]:
-    """All curves of one shipped baseline file `<root>/<suite>/<method>.json.gz`."""
+def _read_baseline(suite: str, method: str, root: Path) -> dict:
     _check_suite(suite)
     path = root / suite / f"{method}.json.gz"
     if not path.exists():
@@ -215,6 +214,19 @@ def load_baseline(suite: str, method: str, root: Path = BASELINE_DIR) -> list[Cu
     if data.get("format_version") != FORMAT_VERSION:
         raise ValueError(f"{path}: format_version {data.get('format_version')!r}, "
                          f"expected {FORMAT_VERSION}")
+    return data
+
+
+def baseline_origin(suite: str, method: str, root: Path = BASELINE_DIR) -> str:
+    """Where a shipped baseline comes from, e.g. 'danijar/dreamerv3 @423291a'."""
+    data = _read_baseline(suite, method, root)
+    repo = data["source"].split()[0]
+    return f"{repo} @{data['commit'][:7]}" if data.get("commit") else repo
+
+
+def load_baseline(suite: str, method: str, root: Path = BASELINE_DIR) -> list[Curve]:
+    """All curves of one shipped baseline file `<root>/<suite>/<method>.json.gz`."""
+    data = _read_baseline(suite, method, root)
     final = data["kind"] == "final"
     return [Curve(run["task"], data["method"], run["seed"], run["frames"],
                   run["scores"], final) for run in data["runs"]]

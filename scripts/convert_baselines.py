@@ -5,7 +5,9 @@ Usage, from the repository root:
     python -m scripts.convert_baselines SOURCE_DIR [--out baselines]
 
 SOURCE_DIR holds upstream snapshots laid out as
-    dreamerv3/scores/<suite>-<method>.json.gz   (danijar/dreamerv3, scores/)
+    dreamerv3/scores/<suite>-<method>.json.gz   (danijar/dreamerv3 @2411f7d, scores/)
+    dreamerv3/2023-05_423291a/scores/data/<suite>_<method>.json.gz
+                                                (danijar/dreamerv3 @423291a, scores/data/)
     dreamer/scores/{dreamer,baselines}.json     (danijar/dreamer, scores/)
     tdmpc2/results/<method>/<task>.csv          (nicklashansen/tdmpc2, results/)
 
@@ -20,9 +22,16 @@ import collections
 import csv
 import gzip
 import json
+import math
 from pathlib import Path
 
 from dreamer.scores import FORMAT_VERSION, normalise_task
+
+# Commits the upstream files were taken from (baselines/README.md).
+DREAMERV3_COMMIT = "2411f7d136832378c0291c587cdbf2fca6506873"
+DREAMERV3_2023_COMMIT = "423291a9875bb9af43b6db7150aaa972ba889266"
+DREAMERV1_COMMIT = "56d4d444dfd0582b0e79dab80aebbea74c0ce40d"
+TDMPC2_COMMIT = "a7890b69857c402ef19edea494e210068e3ec363"
 
 DREAMERV3_FILES = {  # upstream file stem -> (suite, method)
     "dmc_vision-dreamerv3": ("dmc_vision", "dreamerv3"),
@@ -36,6 +45,12 @@ DREAMERV3_FILES = {  # upstream file stem -> (suite, method)
     "dmc_proprio-mpo": ("dmc_proprio", "mpo"),
     "dmc_proprio-ddpg": ("dmc_proprio", "ddpg"),
     "dmc_proprio-ppo_fixhp": ("dmc_proprio", "ppo"),
+}
+# The 2023 release's curves, named after the preset that reproduces that agent.
+DREAMERV3_2023_DIR = Path("dreamerv3", "2023-05_423291a", "scores", "data")
+DREAMERV3_2023_FILES = {
+    "dmcvision_dreamerv3": ("dmc_vision", "dreamerv3_2023"),
+    "dmcproprio_dreamerv3": ("dmc_proprio", "dreamerv3_2023"),
 }
 
 # DreamerV1's baselines.json: key -> (suite, method, frames of the final number).
@@ -65,12 +80,12 @@ DMC_DOMAINS = {
 SCORE_DECIMALS = 2
 
 
-def write(out: Path, suite: str, method: str, kind: str, source: str,
+def write(out: Path, suite: str, method: str, kind: str, source: str, commit: str,
           runs: list[dict]) -> Path:
     """Write one baseline file and return its path."""
     runs = sorted(runs, key=lambda r: (r["task"], -1 if r["seed"] is None else r["seed"]))
     data = {"format_version": FORMAT_VERSION, "suite": suite, "method": method,
-            "kind": kind, "x": "env_frames", "source": source, "runs": runs}
+            "kind": kind, "x": "env_frames", "source": source, "commit": commit, "runs": runs}
     path = out / suite / f"{method}.json.gz"
     path.parent.mkdir(parents=True, exist_ok=True)
     text = json.dumps(data, separators=(",", ":")).encode()
@@ -94,7 +109,25 @@ def convert_dreamerv3(src: Path, out: Path) -> list[Path]:
         # Upstream xs already count environment frames (see baselines/README.md).
         runs = [run_record(r["task"], r["seed"], r["xs"], r["ys"]) for r in records]
         written.append(write(out, suite, method, "curves",
-                             f"danijar/dreamerv3 scores/{stem}.json.gz", runs))
+                             f"danijar/dreamerv3 scores/{stem}.json.gz", DREAMERV3_COMMIT, runs))
+    return written
+
+
+def convert_dreamerv3_2023(src: Path, out: Path) -> list[Path]:
+    written = []
+    for stem, (suite, method) in DREAMERV3_2023_FILES.items():
+        with gzip.open(src / DREAMERV3_2023_DIR / f"{stem}.json.gz", "rt") as file:
+            records = json.load(file)
+        runs = []
+        for r in records:
+            # xs count environment frames, as in the 2024 files. NaN marks a bin in
+            # which no episode finished; it would turn a window mean into NaN.
+            points = [(x, y) for x, y in zip(r["xs"], r["ys"]) if math.isfinite(y)]
+            if points:
+                runs.append(run_record(r["task"], r["seed"], *zip(*points)))
+        written.append(write(out, suite, method, "curves",
+                             f"danijar/dreamerv3 scores/data/{stem}.json.gz",
+                             DREAMERV3_2023_COMMIT, runs))
     return written
 
 
@@ -103,7 +136,7 @@ def convert_dreamerv1(src: Path, out: Path) -> list[Path]:
     records = json.loads((folder / "dreamer.json").read_text())
     runs = [run_record(r["task"], r["seed"], r["xs"], r["ys"]) for r in records]
     written = [write(out, "dmc_vision", "dreamerv1", "curves",
-                     "danijar/dreamer scores/dreamer.json", runs)]
+                     "danijar/dreamer scores/dreamer.json", DREAMERV1_COMMIT, runs)]
     finals = json.loads((folder / "baselines.json").read_text())
     grouped = collections.defaultdict(list)
     for task, entries in finals.items():
@@ -115,7 +148,7 @@ def convert_dreamerv1(src: Path, out: Path) -> list[Path]:
             grouped[suite, method].append(run_record(task, None, [frames], [value]))
     for (suite, method), runs in sorted(grouped.items()):
         written.append(write(out, suite, method, "final",
-                             "danijar/dreamer scores/baselines.json", runs))
+                             "danijar/dreamer scores/baselines.json", DREAMERV1_COMMIT, runs))
     return written
 
 
@@ -139,7 +172,7 @@ def convert_tdmpc2(src: Path, out: Path) -> list[Path]:
                 points.sort()
                 runs.append(run_record(task, seed, *zip(*points)))
         written.append(write(out, suite, method, "curves",
-                             f"nicklashansen/tdmpc2 results/{folder}/*.csv", runs))
+                             f"nicklashansen/tdmpc2 results/{folder}/*.csv", TDMPC2_COMMIT, runs))
     return written
 
 
@@ -152,6 +185,7 @@ def main(argv: list[str] | None = None) -> None:
     if not args.source.is_dir():
         parser.error(f"source folder {args.source} does not exist")
     written = (convert_dreamerv3(args.source, args.out)
+               + convert_dreamerv3_2023(args.source, args.out)
                + convert_dreamerv1(args.source, args.out)
                + convert_tdmpc2(args.source, args.out))
     for path in written:

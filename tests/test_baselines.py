@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from dreamer import compare
-from dreamer.scores import BASELINE_DIR, BASELINE_SUITES, available_baselines, load_baseline
+from dreamer.scores import (
+    BASELINE_DIR, BASELINE_SUITES, available_baselines, baseline_origin, load_baseline)
 from scripts import convert_baselines
 
 DMC_VISION_20 = [
@@ -47,6 +48,62 @@ def test_dmc_vision_baselines_rank_as_published():
     assert len(proprio) == 18
     assert table("dmc_proprio", "dreamerv3", proprio, [500_000]).task_mean()[0][0] == \
         pytest.approx(757, abs=1)
+
+
+def test_dreamerv3_2023_release_has_five_seeds_on_the_paper_tasks():
+    vision = load_baseline("dmc_vision", "dreamerv3_2023")
+    proprio = load_baseline("dmc_proprio", "dreamerv3_2023")
+    proprio_18 = sorted({c.task for c in load_baseline("dmc_proprio", "dreamerv3")})
+    for curves, tasks, end in ((vision, DMC_VISION_20, 990_000), (proprio, proprio_18, 490_000)):
+        seeds = {}
+        for curve in curves:
+            seeds.setdefault(curve.task, set()).add(curve.seed)
+        assert sorted(seeds) == tasks
+        assert all(s == {0, 1, 2, 3, 4} for s in seeds.values())
+        assert max(c.frames.max() for c in curves) == end
+    # DMC vision is binned every 30k frames; seed 0 of cartpole_swingup_sparse
+    # has no finished episode after 390k, so its empty bins are dropped.
+    walker = next(c for c in vision if c.task == "walker_walk" and c.seed == 0)
+    assert np.all(np.diff(walker.frames) == 30_000)
+    sparse = next(c for c in vision if c.task == "cartpole_swingup_sparse" and c.seed == 0)
+    assert sparse.frames.max() == 390_000 and np.all(np.isfinite(sparse.scores))
+    assert baseline_origin("dmc_vision", "dreamerv3_2023") == "danijar/dreamerv3 @423291a"
+    assert baseline_origin("dmc_vision", "dreamerv3") == "danijar/dreamerv3 @2411f7d"
+
+
+def test_dreamerv3_2023_scores_at_the_paper_budgets():
+    vision = table("dmc_vision", "dreamerv3_2023", DMC_VISION_20, [1_000_000])
+    assert dict(zip(vision.tasks, vision.values[:, 0]))["walker_walk"] == pytest.approx(963, abs=1)
+    assert vision.task_mean()[0][0] == pytest.approx(769, abs=1)
+    tasks = sorted({c.task for c in load_baseline("dmc_proprio", "dreamerv3_2023")})
+    assert table("dmc_proprio", "dreamerv3_2023", tasks, [500_000]).task_mean()[0][0] == \
+        pytest.approx(757, abs=1)
+
+
+def test_dmc_proprio_dreamerv3_at_2411f7d_repeats_the_2023_runs():
+    # Upstream's 2024 score set ships the 2023 proprio curves again (equal to
+    # 1e-10 before rounding); baselines/README.md says so.
+    new = {(c.task, c.seed): c for c in load_baseline("dmc_proprio", "dreamerv3")}
+    old = {(c.task, c.seed): c for c in load_baseline("dmc_proprio", "dreamerv3_2023")}
+    assert sorted(new) == sorted(old)
+    assert all(np.array_equal(new[k].frames, old[k].frames)
+               and np.array_equal(new[k].scores, old[k].scores) for k in new)
+
+
+def test_converter_drops_empty_bins_of_the_2023_files(tmp_path):
+    folder = tmp_path / "src" / convert_baselines.DREAMERV3_2023_DIR
+    folder.mkdir(parents=True)
+    record = {"task": "dmc_cup_catch", "method": "dreamerv3", "seed": "3",
+              "xs": [30000.0, 60000.0, 90000.0], "ys": [1.234, float("nan"), 900.0]}
+    for stem in convert_baselines.DREAMERV3_2023_FILES:
+        with gzip.open(folder / f"{stem}.json.gz", "wt") as file:
+            json.dump([record], file)
+    convert_baselines.convert_dreamerv3_2023(tmp_path / "src", tmp_path / "out")
+    with gzip.open(tmp_path / "out" / "dmc_vision" / "dreamerv3_2023.json.gz", "rt") as file:
+        data = json.load(file)
+    assert data["commit"] == convert_baselines.DREAMERV3_2023_COMMIT
+    assert data["runs"] == [{"task": "ball_in_cup_catch", "seed": 3,
+                             "frames": [30000, 90000], "scores": [1.23, 900.0]}]
 
 
 def test_tdmpc2_steps_are_converted_to_frames():
@@ -97,6 +154,7 @@ def test_every_shipped_file_is_documented_and_well_formed(path):
         data = json.load(file)
     assert data["x"] == "env_frames"
     assert data["source"].split()[0] == repo
+    assert data["commit"] == commit
     assert (data["suite"], data["method"]) == (path.parent.name, path.name[:-len(".json.gz")])
     assert data["runs"] and data["method"] == data["method"].lower()
 
@@ -104,8 +162,8 @@ def test_every_shipped_file_is_documented_and_well_formed(path):
 def test_shipped_size_and_suites():
     assert sum(p.stat().st_size for p in SHIPPED) < 3_000_000
     assert set(BASELINE_SUITES) == {p.parent.name for p in SHIPPED}
-    assert {"dreamerv3", "drqv2", "curl", "sac", "ppo", "dreamerv1", "planet", "slac",
-            "d4pg", "tdmpc2_pixels"} <= set(available_baselines("dmc_vision"))
-    assert {"dreamerv3", "d4pg", "dmpo", "mpo", "ddpg", "ppo", "a3c", "tdmpc2", "tdmpc",
-            "sac", "dreamerv3_tdmpc2"} <= set(available_baselines("dmc_proprio"))
+    assert {"dreamerv3", "dreamerv3_2023", "drqv2", "curl", "sac", "ppo", "dreamerv1", "planet",
+            "slac", "d4pg", "tdmpc2_pixels"} <= set(available_baselines("dmc_vision"))
+    assert {"dreamerv3", "dreamerv3_2023", "d4pg", "dmpo", "mpo", "ddpg", "ppo", "a3c", "tdmpc2",
+            "tdmpc", "sac", "dreamerv3_tdmpc2"} <= set(available_baselines("dmc_proprio"))
 

@@ -170,6 +170,64 @@ def test_baseline_overlay_adds_published_columns(tmp_path):
     assert table.values[0, 1] == pytest.approx(960, abs=1)
 
 
+@pytest.mark.parametrize("algo, origin", [("dreamerv3", "danijar/dreamerv3 @2411f7d"),
+                                           ("dreamerv3_2023", "danijar/dreamerv3 @423291a")])
+def test_default_overlay_is_the_published_curve_of_the_same_agent_version(tmp_path, algo, origin):
+    make_run(tmp_path / "runs", "a", "walker_walk", algo, 0, linear(0))
+    make_run(tmp_path / "runs", "b", "walker_walk", "mine", 0, linear(0))
+    lines = []
+    table = compare.compare([tmp_path / "runs"], suite="dmc_vision", out=tmp_path / "out",
+                            budgets=[1_000_000], log=lines.append)
+    assert [m for m, _ in table.columns] == [algo, "mine", algo + compare.PUBLISHED]
+    (line,) = [line for line in lines if line.startswith("overlaying published")]
+    assert f"{algo} ({origin}, baselines/dmc_vision/{algo}.json.gz) for runs of algo {algo}" \
+        in line
+    expected = {"dreamerv3": 960, "dreamerv3_2023": 963}[algo]
+    assert table.values[0, -1] == pytest.approx(expected, abs=1)
+
+
+def test_default_overlay_gives_each_version_its_own_curve_and_reads_the_suite(tmp_path):
+    for algo in ("dreamerv3", "dreamerv3_2023"):
+        run = make_run(tmp_path / "runs", algo, "walker_walk", algo, 0, linear(0))
+        (run / ".hydra" / "hydra.yaml").write_text(
+            "hydra:\n  runtime:\n    choices:\n      experiment: dmc_proprio\n")
+    lines = []
+    table = compare.compare([tmp_path / "runs"], out=tmp_path / "out", budgets=[500_000],
+                            log=lines.append)
+    assert [m for m, _ in table.columns] == [
+        "dreamerv3", "dreamerv3_2023", "dreamerv3 (published)", "dreamerv3_2023 (published)"]
+    (line,) = [line for line in lines if line.startswith("overlaying published")]
+    assert "baselines/dmc_proprio/dreamerv3.json.gz" in line
+    assert "baselines/dmc_proprio/dreamerv3_2023.json.gz" in line
+
+
+def test_explicit_baseline_replaces_the_default_and_none_disables_it(tmp_path, capsys):
+    make_run(tmp_path / "runs", "a", "walker_walk", "dreamerv3_2023", 0, linear(0))
+    args = [str(tmp_path / "runs"), "--suite", "dmc_vision", "--budgets", "1M"]
+    assert compare.main(args + ["--out", str(tmp_path / "a"), "--baseline", "drqv2"]) == 0
+    assert "overlaying" not in capsys.readouterr().out
+    markdown = (tmp_path / "a" / "scores.md").read_text()
+    assert "drqv2 (published)" in markdown and "dreamerv3_2023 (published)" not in markdown
+    assert compare.main(args + ["--out", str(tmp_path / "b"), "--baseline", "none"]) == 0
+    assert "(published)" not in (tmp_path / "b" / "scores.md").read_text()
+    assert compare.main(args + ["--out", str(tmp_path / "c")]) == 0
+    assert "overlaying published dreamerv3_2023" in capsys.readouterr().out
+    assert "dreamerv3_2023 (published)" in (tmp_path / "c" / "scores.md").read_text()
+    assert compare.main(args + ["--out", str(tmp_path / "d"), "--baseline", "none", "drqv2"]) == 2
+    assert "cannot be combined" in capsys.readouterr().err
+
+
+def test_no_default_overlay_for_runs_outside_dmc(tmp_path):
+    run = make_run(tmp_path / "runs", "a", "walker_walk", "dreamerv3", 0, linear(0))
+    config = run / ".hydra" / "config.yaml"
+    config.write_text(config.read_text().replace("suite: dmc", "suite: toy"))
+    lines = []
+    table = compare.compare([tmp_path / "runs"], out=tmp_path / "out", budgets=[1_000_000],
+                            log=lines.append)
+    assert table.columns == [("dreamerv3", 1_000_000)]
+    assert not any("overlaying" in line for line in lines)
+
+
 def test_error_for_path_without_runs(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(compare.CompareError, match="No runs found under .*empty"):
