@@ -23,6 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from world_model.layers import BlockLinear, activation, linear_bias, make_norm, mark_output, norm_kind
+from world_model.mlp import MLP
 
 RESIZES = ("stride", "maxpool")
 IMAGE_OUTPUTS = ("linear", "sigmoid")
@@ -153,12 +154,7 @@ class ConvDecoder(nn.Module):
             if not 0 < deter_dim < in_dim:
                 raise ValueError(f"deter_dim={deter_dim} must lie in (0, {in_dim}) with deter_blocks")
             self.space_deter = BlockLinear(deter_dim, cells, deter_blocks)
-            self.space_stoch = nn.Sequential(
-                nn.Linear(in_dim - deter_dim, 2 * units, bias=linear_bias(norm)),
-                make_norm(norm, 2 * units),
-                activation(act),
-                nn.Linear(2 * units, cells),
-            )
+            self.space_stoch = nn.Sequential(MLP(in_dim - deter_dim, 2 * units, 1, act, norm), nn.Linear(2 * units, cells))
             self.space_post = nn.Sequential(*_post(self.grid[0], act, norm))
         else:
             self.linear = nn.Linear(in_dim, cells)
