@@ -14,8 +14,13 @@ Initialisations (``winit=``) are applied after a network is built by
 - ``'trunc_normal_in'`` / ``'trunc_normal_avg'``: a normal truncated to two
   standard deviations with variance 1 / fan (fan-in, or the mean of fan-in
   and fan-out); 1.1368 corrects for the truncation. Biases start at zero.
-- ``'uniform_avg'``: uniform in +-sqrt(1 / fan_avg) (the 2023 DreamerV3's
-  output layers).
+- ``'uniform_avg'``: uniform in +-sqrt(3 / fan_avg), variance 1 / fan_avg
+  (the 2023 DreamerV3's output layers; Keras' glorot-uniform default of
+  DreamerV1, DreamerV2 and PlaNet). Biases start at zero.
+
+A plain ``nn.GRUCell`` (DreamerV1, PlaNet) gets Keras' GRU defaults for any
+kind other than ``'torch'``: the input weights by that kind, orthogonal
+recurrent weights and zero biases.
 
 Output layers carry an ``outscale`` that multiplies their initial weights
 (0 gives an exact zero prediction at the start).
@@ -121,7 +126,7 @@ def init_layer(layer: nn.Module, kind: str, scale: float = 1.0) -> None:
     if kind.startswith("trunc_normal"):
         nn.init.trunc_normal_(weight, 0.0, 1.0, -2.0, 2.0).mul_(1.1368 * math.sqrt(1 / fan))
     else:
-        limit = math.sqrt(1 / fan)
+        limit = math.sqrt(3 / fan)
         nn.init.uniform_(weight, -limit, limit)
     weight.mul_(scale)
     if getattr(layer, "bias", None) is not None:
@@ -131,12 +136,31 @@ def init_layer(layer: nn.Module, kind: str, scale: float = 1.0) -> None:
 WEIGHT_LAYERS = (nn.Linear, nn.Conv2d, nn.ConvTranspose2d, BlockLinear)
 
 
+@torch.no_grad()
+def init_gru_cell(cell: nn.GRUCell, kind: str) -> None:
+    """Keras' GRU initialisation: input weights by ``kind`` (fans of the
+    whole (3 * hidden, in) kernel), orthogonal recurrent weights, zero biases."""
+    if kind == "torch":
+        return
+    if kind not in INITS:
+        raise ValueError(f"unknown initialisation {kind!r}; choose one of {INITS}")
+    proxy = nn.Linear(cell.input_size, 3 * cell.hidden_size, bias=False)
+    init_layer(proxy, kind)
+    cell.weight_ih.copy_(proxy.weight)
+    nn.init.orthogonal_(cell.weight_hh)
+    nn.init.zeros_(cell.bias_ih)
+    nn.init.zeros_(cell.bias_hh)
+
+
 def initialize(module: nn.Module, winit: str = "torch", outinit: str | None = None) -> None:
     """Initialise every weight layer of ``module``: hidden layers by ``winit``,
     layers tagged by :func:`mark_output` by ``outinit`` (default ``winit``)
-    times their ``outscale``."""
+    times their ``outscale``; plain GRU cells as in :func:`init_gru_cell`."""
     outinit = outinit or winit
     for layer in module.modules():
+        if isinstance(layer, nn.GRUCell):
+            init_gru_cell(layer, winit)
+            continue
         if not isinstance(layer, WEIGHT_LAYERS):
             continue
         scale = getattr(layer, "outscale", None)
