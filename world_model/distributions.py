@@ -203,6 +203,185 @@ class BoundedNormal:
         return (0.5 + 0.5 * math.log(2 * math.pi) + torch.log(self.std)).sum(-1)
 
 
+# Largest |y| a tanh-squashed action is read at (DreamerV1's TanhBijector):
+# atanh of anything closer to +-1 is too large for a finite log-density.
+TANH_CLIP = 0.99999997
+
+
+def _tanh_log_det(x: Tensor) -> Tensor:
+    """log |d tanh(x) / dx| = 2 (log 2 - x - softplus(-2x)), finite for any x (no log of 1 - tanh^2)."""
+    return 2.0 * (math.log(2.0) - x - F.softplus(-2.0 * x))
+
+
+class TanhNormal:
+    """Diagonal normal squashed by tanh (the DreamerV1 actor, ``tanh_normal``).
+
+    Follows danijar/dreamer's ActionDecoder: the base mean is
+    ``mean_scale * tanh(mean_raw / mean_scale)`` (so it saturates softly
+    instead of drifting where tanh has no gradient) and the base std is
+    ``softplus(std_raw + log(exp(init_std) - 1)) + min_std`` (so a zero
+    output starts at std ``init_std``, wide enough to explore). Actions are
+    ``tanh`` of a reparameterised base sample and lie in (-1, 1); far tails
+    round to +-1 in float32, which ``log_prob`` reads at +-TANH_CLIP.
+
+    The squashed distribution has no closed-form mean, mode or entropy, so,
+    like the reference's SampleDist, they are estimated from ``samples``
+    draws, taken as one (samples, ..., A) tensor. ``mean`` and ``entropy()``
+    keep gradients through those draws; ``mode()`` returns the draw with the
+    highest density and carries none. Draws the distribution made itself are
+    scored from their pre-tanh values (as TFP's bijector cache does in the
+    reference), which avoids the clipped round trip through atanh.
+    ``mean_raw``/``std_raw``: (..., A).
+    """
+
+    def __init__(
+        self,
+        mean_raw: Tensor,
+        std_raw: Tensor,
+        mean_scale: float = 5.0,
+        init_std: float = 5.0,
+        min_std: float = 1e-4,
+        samples: int = 100,
+    ):
+        if mean_scale <= 0:
+            raise ValueError(f"mean_scale={mean_scale} must be > 0")
+        if init_std <= 0:
+            raise ValueError(f"init_std={init_std} must be > 0 (softplus cannot start at or below 0)")
+        if min_std < 0:
+            raise ValueError(f"min_std={min_std} must be >= 0")
+        if samples < 1:
+            raise ValueError(f"samples={samples} must be >= 1")
+        raw_init_std = math.log(math.expm1(init_std))
+        self.loc = mean_scale * torch.tanh(mean_raw.float() / mean_scale)
+        self.std = F.softplus(std_raw.float() + raw_init_std) + min_std
+        self.samples = samples
+
+    def _base_sample(self, *shape: int) -> Tensor:
+        """Reparameterised pre-tanh draws of shape (*shape, ..., A)."""
+        noise = torch.randn(shape + self.loc.shape, device=self.loc.device, dtype=self.loc.dtype)
+        return self.loc + self.std * noise
+
+    def _base_log_prob(self, x: Tensor) -> Tensor:
+        """Log-density of actions tanh(x), from their pre-tanh values x."""
+        z = (x - self.loc) / self.std
+        base = -0.5 * z**2 - torch.log(self.std) - 0.5 * math.log(2 * math.pi)
+        return (base - _tanh_log_det(x)).sum(-1)
+
+    @property
+    def mean(self) -> Tensor:
+        return torch.tanh(self._base_sample(self.samples)).mean(0)
+
+    def mode(self) -> Tensor:
+        with torch.no_grad():
+            x = self._base_sample(self.samples)
+            best = self._base_log_prob(x).argmax(0)
+            x = x.gather(0, best[None, ..., None].expand(1, *x.shape[1:]))[0]
+        return torch.tanh(x)
+
+    def sample(self) -> Tensor:
+        return torch.tanh(self._base_sample())
+
+    def log_prob(self, x: Tensor) -> Tensor:
+        # float32 cannot hold TANH_CLIP (it rounds to 1 - 6e-8) and loses most
+        # digits of 1 - |y| near the bounds, so the inverse runs in float64.
+        y = x.double().clamp(-TANH_CLIP, TANH_CLIP)
+        pre = torch.atanh(y)
+        loc, std = self.loc.double(), self.std.double()
+        z = (pre - loc) / std
+        base = -0.5 * z**2 - torch.log(std) - 0.5 * math.log(2 * math.pi)
+        return (base - _tanh_log_det(pre)).sum(-1).float()
+
+    def entropy(self) -> Tensor:
+        return -self._base_log_prob(self._base_sample(self.samples)).mean(0)
+
+
+def _std_normal_log_pdf(z: Tensor) -> Tensor:
+    return -0.5 * z**2 - 0.5 * math.log(2 * math.pi)
+
+
+class TruncNormal:
+    """Diagonal normal truncated to [``low``, ``high``] (the DreamerV2 actor, ``trunc_normal``).
+
+    Follows danijar/dreamerv2's DistLayer: ``loc = tanh(mean_raw)`` and
+    ``std = 2 * sigmoid((std_raw + init_std) / 2) + min_std``, so the std
+    always lies in (min_std, min_std + 2). Unlike :class:`BoundedNormal` the
+    density lives on the action range itself, so samples need no clipping
+    by the agent and ``log_prob`` / ``entropy`` describe the actions that
+    are actually taken.
+
+    ``sample()`` inverts the CDF of a uniform draw, so gradients reach loc
+    and std along the path; then, as the reference's TruncNormalDist, the
+    sample is kept ``clip`` inside the bounds with a straight-through
+    gradient. CDFs are evaluated in float64: Phi((low - loc) / std) reaches
+    Phi(-20) at std 0.1, which float32 rounds to 0; results are float32.
+    ``log_prob`` is -inf outside [low, high]. ``mean_raw``/``std_raw``: (..., A).
+    """
+
+    def __init__(
+        self,
+        mean_raw: Tensor,
+        std_raw: Tensor,
+        init_std: float = 0.0,
+        min_std: float = 0.1,
+        low: float = -1.0,
+        high: float = 1.0,
+        clip: float = 1e-6,
+    ):
+        if not low < high:
+            raise ValueError(f"truncation bounds low={low}, high={high} need low < high")
+        if min_std < 0:
+            raise ValueError(f"min_std={min_std} must be >= 0")
+        if not 0 <= clip < (high - low) / 2:
+            raise ValueError(f"clip={clip} must lie in [0, (high - low) / 2)")
+        self.loc = torch.tanh(mean_raw.float())
+        self.std = 2 * torch.sigmoid((std_raw.float() + init_std) / 2) + min_std
+        self.low, self.high, self.clip = low, high, clip
+
+    def _standardised(self) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+        """float64 loc, std, alpha, beta and the normaliser Z = Phi(beta) - Phi(alpha)."""
+        loc, std = self.loc.double(), self.std.double()
+        alpha, beta = (self.low - loc) / std, (self.high - loc) / std
+        return loc, std, alpha, beta, torch.special.ndtr(beta) - torch.special.ndtr(alpha)
+
+    @property
+    def mean(self) -> Tensor:
+        loc, std, alpha, beta, norm = self._standardised()
+        shift = (_std_normal_log_pdf(alpha).exp() - _std_normal_log_pdf(beta).exp()) / norm
+        return (loc + std * shift).float()
+
+    def mode(self) -> Tensor:
+        return self.loc.clamp(self.low, self.high)
+
+    def sample(self) -> Tensor:
+        loc, std, alpha, beta, norm = self._standardised()
+        uniform = torch.rand(loc.shape, device=loc.device, dtype=loc.dtype)
+        # Invert from whichever tail is nearer: ndtri(p) for p close to 1
+        # rounds to inf, while the mirrored 1 - p keeps its digits.
+        lower = torch.special.ndtr(alpha) + uniform * norm
+        upper = torch.special.ndtr(-beta) + (1 - uniform) * norm
+        z = torch.where(
+            lower < 0.5, torch.special.ndtri(lower.clamp(max=0.5)), -torch.special.ndtri(upper.clamp(max=0.5))
+        )
+        event = (loc + std * z.clamp(alpha, beta)).float()
+        if not self.clip:
+            return event
+        clipped = event.detach().clamp(self.low + self.clip, self.high - self.clip)
+        return event - event.detach() + clipped
+
+    def log_prob(self, x: Tensor) -> Tensor:
+        loc, std, _, _, norm = self._standardised()
+        x = x.double()
+        density = _std_normal_log_pdf((x - loc) / std) - torch.log(std) - torch.log(norm)
+        inside = (x >= self.low) & (x <= self.high)
+        return torch.where(inside, density, -math.inf).sum(-1).float()
+
+    def entropy(self) -> Tensor:
+        _, std, alpha, beta, norm = self._standardised()
+        tails = alpha * _std_normal_log_pdf(alpha).exp() - beta * _std_normal_log_pdf(beta).exp()
+        entropy = 0.5 * math.log(2 * math.pi * math.e) + torch.log(std * norm) + tails / (2 * norm)
+        return entropy.sum(-1).float()
+
+
 class Normal:
     """Diagonal normal over the last ``event_dims`` dims (PlaNet/DreamerV1 heads)."""
 

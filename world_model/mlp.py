@@ -44,7 +44,11 @@ class MLP(nn.Module):
         return self.net(x)
 
 
-HEAD_KINDS = ("twohot", "normal", "symlog_mse", "bernoulli", "bounded_normal", "onehot")
+HEAD_KINDS = (
+    "twohot", "normal", "symlog_mse", "bernoulli", "bounded_normal", "tanh_normal", "trunc_normal", "onehot",
+)
+# Kinds whose output layer holds a mean and a std per event element.
+MEAN_STD_KINDS = ("bounded_normal", "tanh_normal", "trunc_normal")
 
 
 class Head(nn.Module):
@@ -64,7 +68,14 @@ class Head(nn.Module):
             the prediction at exactly 0 (two-hot reward and critic in
             DreamerV3), so early returns are not dominated by random values.
         unimix: uniform mixing for ``onehot``.
-        min_std, max_std: std range for ``bounded_normal``.
+        min_std, max_std: std range for ``bounded_normal``. ``tanh_normal``
+            adds ``min_std`` to its softplus std (DreamerV1 uses 1e-4);
+            ``trunc_normal`` keeps its std in (min_std, min_std + 2), the
+            range the DreamerV2 formula fixes, and ignores ``max_std``.
+        mean_scale: soft bound on the pre-tanh mean of ``tanh_normal``.
+        init_std: std at a zero output; None takes the distribution's own
+            default (5.0 for ``tanh_normal``; 0.0 for ``trunc_normal``, a std
+            of min_std + 1). Used by these two kinds only.
     """
 
     def __init__(
@@ -82,15 +93,18 @@ class Head(nn.Module):
         unimix: float = 0.01,
         min_std: float = 0.1,
         max_std: float = 1.0,
+        mean_scale: float = 5.0,
+        init_std: float | None = None,
     ):
         super().__init__()
         if kind not in HEAD_KINDS:
             raise ValueError(f"unknown head kind {kind!r}; choose one of {HEAD_KINDS}")
         self.kind, self.shape = kind, tuple(shape)
         self.unimix, self.min_std, self.max_std = unimix, min_std, max_std
+        self.mean_scale, self.init_std = mean_scale, init_std
         self.trunk = MLP(in_dim, units, layers, act, norm)
         size = int(torch.tensor(self.shape).prod().item()) if self.shape else 1
-        out = {"twohot": bins, "bounded_normal": 2 * size}.get(kind, size)
+        out = bins if kind == "twohot" else 2 * size if kind in MEAN_STD_KINDS else size
         self.out = mark_output(nn.Linear(self.trunk.out_dim, out), outscale)
         if kind == "twohot":
             self.bin_spacing = bin_spacing
@@ -104,6 +118,13 @@ class Head(nn.Module):
         if self.kind == "bounded_normal":
             mean, std = raw.chunk(2, -1)
             return dists.BoundedNormal(mean, std, self.min_std, self.max_std)
+        if self.kind in ("tanh_normal", "trunc_normal"):
+            mean, std = raw.chunk(2, -1)
+            # None leaves init_std at the distribution's own default.
+            extra = {} if self.init_std is None else {"init_std": self.init_std}
+            if self.kind == "tanh_normal":
+                return dists.TanhNormal(mean, std, mean_scale=self.mean_scale, min_std=self.min_std, **extra)
+            return dists.TruncNormal(mean, std, min_std=self.min_std, **extra)
         raw = raw.reshape(*batch, *self.shape)
         events = len(self.shape)
         if self.kind == "normal":
