@@ -1,20 +1,28 @@
 """Convolutional image encoder and decoder.
 
-Stages of convolutions whose channels are ``depth * mults[i]`` halve the
-resolution until a small grid (4 x 4 for 64 x 64 images and four stages),
-and the decoder mirrors them. Two layouts, chosen by ``resize``:
+Stages of convolutions whose channels are ``depth * mults[i]`` shrink the
+resolution to a small grid, and the decoder mirrors them. Three layouts,
+chosen by ``resize``:
 
-- ``stride`` (DreamerV1-V3 2023): stride-2 convolutions with ``kernel`` 4 and
-  transposed stride-2 convolutions back; ``mults`` (1, 2, 4, 8).
+- ``stride`` (DreamerV3 2023): stride-2 convolutions with ``kernel`` 4,
+  padded so that each stage halves the resolution exactly (a 4 x 4 grid for
+  64 x 64 images and four stages; any size divisible by ``2 ** len(mults)``
+  works), and transposed stride-2 convolutions back; ``mults`` (1, 2, 4, 8).
 - ``maxpool`` (2024 DreamerV3): a stride-1 convolution with ``kernel`` 5
   followed by 2 x 2 max-pooling; back by nearest-neighbour upsampling and a
   stride-1 convolution; ``mults`` (2, 3, 4, 4).
+- ``valid`` (DreamerV1, DreamerV2 and PlaNet): the stride-2 convolutions with
+  ``kernel`` 4 but no padding, 64 -> 31 -> 14 -> 6 -> 2, so the embedding has
+  ``32 * depth`` features for ``mults`` (1, 2, 4, 8). The decoder maps the
+  features with one linear layer to a 1 x 1 grid of as many channels and
+  grows it with unpadded stride-2 transposed convolutions of kernels 5, 5, 6
+  and 6, 1 -> 5 -> 13 -> 30 -> 64. That arithmetic only closes for 64 x 64
+  images and four stages, so nothing else is accepted.
 
 Every hidden layer is conv -> norm over channels -> activation (``norm`` as in
 :mod:`world_model.layers`: ``'layer'`` or ``'rms'`` for DreamerV3, ``'none'``
-with ELU for DreamerV1 and PlaNet; their exact kernel sizes and valid padding
-differ, here every variant pads so that each stage halves the resolution
-exactly, which lets any size divisible by ``2 ** len(mults)`` work).
+for DreamerV1, DreamerV2 and PlaNet, whose convolutions use ReLU (DreamerV1,
+PlaNet) or ELU (DreamerV2)).
 """
 
 from __future__ import annotations
@@ -25,9 +33,13 @@ from torch import Tensor, nn
 from world_model.layers import BlockLinear, activation, linear_bias, make_norm, mark_output, norm_kind
 from world_model.mlp import MLP
 
-RESIZES = ("stride", "maxpool")
+RESIZES = ("stride", "maxpool", "valid")
 IMAGE_OUTPUTS = ("linear", "sigmoid")
 DEFAULT_MULTS = (1, 2, 4, 8)
+# resize="valid": the references' decoder kernels; with stride 2 and no padding
+# they take a 1 x 1 grid to 64 x 64 in four stages and to no other size.
+VALID_KERNELS = (5, 5, 6, 6)
+VALID_IMAGE_SIZE = (64, 64)
 
 
 def check_image_size(height: int, width: int, stages: int = len(DEFAULT_MULTS)) -> None:
@@ -62,11 +74,26 @@ def _check_resize(resize: str) -> None:
         raise ValueError(f"unknown image resize {resize!r}; choose one of {RESIZES}")
 
 
+def _check_valid_size(height: int, width: int, stages: int) -> None:
+    """Raise unless the unpadded ``valid`` layout fits: its decoder only ends
+    at 64 x 64 after four stages (stricter than :func:`check_image_size`)."""
+    if (height, width) != VALID_IMAGE_SIZE or stages != len(VALID_KERNELS):
+        raise ValueError(
+            f"image size {height}x{width} with {stages} stages is not supported: resize='valid' needs "
+            f"{VALID_IMAGE_SIZE[0]}x{VALID_IMAGE_SIZE[1]} images and {len(VALID_KERNELS)} stages "
+            f"(its unpadded decoder kernels {VALID_KERNELS} grow a 1x1 grid to exactly that size)"
+        )
+
+
 class ConvEncoder(nn.Module):
     """(N, C, H, W) float images -> (N, out_dim) embeddings.
 
     ``out_dim = depth * mults[-1] * (H / 2**S) * (W / 2**S)`` with S =
     ``len(mults)`` stages (4096 for 64 x 64, depth 32, mults (1, 2, 4, 8)).
+    With ``resize="valid"`` each unpadded stage maps a side n to
+    ``(n - kernel) // 2 + 1`` instead, so ``out_dim = depth * mults[-1] * 2 * 2``
+    for 64 x 64 and ``kernel`` 4 (``32 * depth``: 1024 at depth 32, as in
+    DreamerV1/V2 and PlaNet).
     """
 
     def __init__(
@@ -85,20 +112,33 @@ class ConvEncoder(nn.Module):
         _check_resize(resize)
         height, width = image_size
         stages = len(mults)
+        if resize == "valid":
+            _check_valid_size(height, width, stages)
         check_image_size(height, width, stages)
         bias = linear_bias(norm)
         layers: list[nn.Module] = []
         channels = in_channels
-        for mult in mults:
+        grid = (height // 2**stages, width // 2**stages)
+        if resize == "valid":
+            grid = (height, width)
+        for stage, mult in enumerate(mults):
             out = depth * mult
             if resize == "stride":
                 layers.append(nn.Conv2d(channels, out, kernel, 2, (kernel - 1) // 2, bias=bias))
+            elif resize == "valid":
+                if min(grid) < kernel:
+                    raise ValueError(
+                        f"kernel {kernel} is too large for resize='valid': stage {stage + 1} would get a "
+                        f"{grid[0]}x{grid[1]} map, smaller than the kernel (the references use 4)"
+                    )
+                layers.append(nn.Conv2d(channels, out, kernel, 2, 0, bias=bias))
+                grid = ((grid[0] - kernel) // 2 + 1, (grid[1] - kernel) // 2 + 1)
             else:
                 layers += [nn.Conv2d(channels, out, kernel, 1, "same", bias=bias), nn.MaxPool2d(2)]
             layers += _post(out, act, norm)
             channels = out
         self.net = nn.Sequential(*layers)
-        self.out_dim = channels * (height // 2**stages) * (width // 2**stages)
+        self.out_dim = channels * grid[0] * grid[1]
 
     def forward(self, x: Tensor) -> Tensor:
         return self.net(x).flatten(1)
@@ -108,9 +148,17 @@ class ConvDecoder(nn.Module):
     """(N, in_dim) features -> (N, out_channels, H, W) image predictions.
 
     The features fill a (depth * mults[-1], H / 2**S, W / 2**S) grid, which
-    the stages upsample; the last layer has no norm and no activation.
+    the stages upsample; the last layer has no norm and no activation. With
+    ``resize="valid"`` (64 x 64 and four stages only) a linear layer without
+    activation fills a (depth * mults[-1] * 4, 1, 1) grid instead, as many
+    units as the encoder's 2 x 2 output (``32 * depth``, the references'
+    Dense + reshape), and the stages are unpadded stride-2 transposed
+    convolutions of kernels 5, 5, 6, 6: 1 -> 5 -> 13 -> 30 -> 64.
 
     Args:
+        kernel: the kernel of every stage for ``stride`` and ``maxpool``.
+            Ignored by ``valid``, whose kernels (5, 5, 6, 6) are fixed by the
+            layout: no others end at 64 x 64.
         deter_blocks: 0 fills the grid with one linear layer from the whole
             feature (2023). B > 0 (2024 DreamerV3): the deterministic part
             (the last ``deter_dim`` features) fills it through a block-diagonal
@@ -146,9 +194,20 @@ class ConvDecoder(nn.Module):
             raise ValueError(f"unknown image output {output!r}; choose one of {IMAGE_OUTPUTS}")
         height, width = image_size
         stages = len(mults)
+        if resize == "valid":
+            _check_valid_size(height, width, stages)
+            if deter_blocks:
+                raise ValueError(
+                    f"deter_blocks={deter_blocks} is not supported with resize='valid': the 2024 DreamerV3 "
+                    "decoder input fills a padded layout's grid; use deter_blocks=0 or another resize"
+                )
         check_image_size(height, width, stages)
         self.output, self.deter_blocks, self.deter_dim = output, deter_blocks, deter_dim
-        self.grid = (depth * mults[-1], height // 2**stages, width // 2**stages)
+        if resize == "valid":
+            # The encoder's 2 x 2 output size as channels of a 1 x 1 grid: 32 * depth for mults (1, 2, 4, 8).
+            self.grid = (depth * mults[-1] * 2 * 2, 1, 1)
+        else:
+            self.grid = (depth * mults[-1], height // 2**stages, width // 2**stages)
         cells = self.grid[0] * self.grid[1] * self.grid[2]
         if deter_blocks:
             if not 0 < deter_dim < in_dim:
@@ -161,11 +220,12 @@ class ConvDecoder(nn.Module):
         bias = linear_bias(norm)
         layers: list[nn.Module] = []
         channels = self.grid[0]
-        for mult in reversed(mults[:-1]):
+        kernels = VALID_KERNELS if resize == "valid" else (kernel,) * stages
+        for mult, stage_kernel in zip(reversed(mults[:-1]), kernels):
             out = depth * mult
-            layers += [self._up(channels, out, kernel, resize, bias), *_post(out, act, norm)]
+            layers += [self._up(channels, out, stage_kernel, resize, bias), *_post(out, act, norm)]
             channels = out
-        last = self._up(channels, out_channels, kernel, resize, True)
+        last = self._up(channels, out_channels, kernels[-1], resize, True)
         if resize == "maxpool":
             mark_output(last[1], outscale)
         else:
@@ -177,6 +237,8 @@ class ConvDecoder(nn.Module):
     def _up(channels: int, out: int, kernel: int, resize: str, bias: bool) -> nn.Module:
         if resize == "stride":
             return nn.ConvTranspose2d(channels, out, kernel, 2, (kernel - 1) // 2, kernel % 2, bias=bias)
+        if resize == "valid":
+            return nn.ConvTranspose2d(channels, out, kernel, 2, bias=bias)
         upsample = nn.Upsample(scale_factor=2, mode="nearest")
         return nn.Sequential(upsample, nn.Conv2d(channels, out, kernel, 1, "same", bias=bias))
 
