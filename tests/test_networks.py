@@ -71,12 +71,28 @@ def test_multi_encoder_and_decoder_with_images_and_vectors(lead):
     assert encoder(obs).shape == (*lead, encoder.embed_dim)
     decoder = MultiDecoder(10, shapes, depth=4, units=16, layers=1)
     out = decoder(torch.randn(*lead, 10))
-    targets = decoder.targets(obs)
+    targets = encoder.prepare(obs)
     assert targets["image"].shape == out["image"].mean.shape == (*lead, 3, 32, 32)
     assert out["depth"].mean.shape == (*lead, 1, 32, 32)
     assert out["vel"].mean.shape == (*lead, 2)
     for key in shapes:
         assert out[key].log_prob(targets[key]).shape == lead
+
+
+def test_five_bit_images_are_quantised_with_dequantisation_noise():
+    # PlaNet: floor(x / 8) / 32 + U(0, 1/32) - 0.5, the same noisy image for encoder and decoder.
+    x = torch.arange(256, dtype=torch.uint8).reshape(1, 16, 16, 1).expand(2, 16, 16, 3)
+    clean = image_to_float(x, bits=5)
+    assert torch.allclose(clean, (torch.div(x.int(), 8, rounding_mode="floor").float() / 32 - 0.5).movedim(-1, -3))
+    assert clean.unique().numel() == 32
+    noisy = image_to_float(x, bits=5, noise=True)
+    step = noisy - clean
+    assert step.min() >= 0 and step.max() < 1 / 32 and step.std() > 0.005
+    encoder = MultiEncoder({"image": (16, 16, 3)}, depth=4, image_bits=5, cnn=dict(mults=(1, 2)))
+    first, second = encoder.prepare({"image": x}), encoder.prepare({"image": x})
+    assert not torch.equal(first["image"], second["image"])  # fresh noise on every call
+    with pytest.raises(ValueError, match="image_bits=9"):
+        MultiEncoder({"image": (16, 16, 3)}, image_bits=9)
 
 
 def test_encoder_reports_a_wrong_observation_shape():
@@ -103,3 +119,107 @@ def test_symlog_inputs_are_applied_only_when_asked():
         encoder = MultiEncoder({"pos": (2,)}, units=8, layers=1, symlog_inputs=symlog_inputs)
         expected = encoder.mlp(dists.symlog(x) if symlog_inputs else x)
         torch.testing.assert_close(encoder({"pos": x}), expected)
+
+
+def _spatial_sizes(net: torch.nn.Sequential, x: torch.Tensor) -> list[int]:
+    sizes = []
+    for layer in net:
+        x = layer(x)
+        if isinstance(layer, (torch.nn.Conv2d, torch.nn.ConvTranspose2d)):
+            assert x.shape[-1] == x.shape[-2]
+            sizes.append(x.shape[-1])
+    return sizes
+
+
+@pytest.mark.parametrize("depth", [32, 48])
+def test_valid_layout_matches_the_dreamerv1_v2_and_planet_shapes(depth):
+    encoder = ConvEncoder(3, (64, 64), depth=depth, act="elu", norm=False, resize="valid")
+    assert encoder.out_dim == 32 * depth
+    x = torch.randn(2, 3, 64, 64)
+    assert encoder(x).shape == (2, 32 * depth)
+    assert _spatial_sizes(encoder.net, x) == [31, 14, 6, 2]
+    convs = [m for m in encoder.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert all(c.kernel_size == (4, 4) and c.stride == (2, 2) and c.padding == (0, 0) for c in convs)
+
+    decoder = ConvDecoder(230, 3, (64, 64), depth=depth, act="elu", norm=False, resize="valid")
+    assert decoder.grid == (32 * depth, 1, 1)
+    assert decoder(torch.randn(2, 230)).shape == (2, 3, 64, 64)
+    grid = decoder.linear(torch.randn(2, 230)).reshape(-1, *decoder.grid)
+    assert _spatial_sizes(decoder.net, grid) == [5, 13, 30, 64]
+    deconvs = [m for m in decoder.modules() if isinstance(m, torch.nn.ConvTranspose2d)]
+    assert [c.out_channels for c in deconvs] == [4 * depth, 2 * depth, depth, 3]
+    assert [c.kernel_size[0] for c in deconvs] == [5, 5, 6, 6]
+    assert isinstance(decoder.net[-1], torch.nn.ConvTranspose2d)  # no activation after the output
+
+
+def test_valid_layout_has_the_reference_parameter_counts():
+    depth, features = 32, 230  # DreamerV1: 200 deterministic + 30 stochastic features
+
+    def conv(k, cin, cout):
+        return k * k * cin * cout + cout
+
+    encoder = ConvEncoder(3, (64, 64), depth=depth, act="relu", norm=False, resize="valid")
+    expected = conv(4, 3, 32) + conv(4, 32, 64) + conv(4, 64, 128) + conv(4, 128, 256)
+    assert sum(p.numel() for p in encoder.parameters()) == expected == 690_144
+    decoder = ConvDecoder(features, 3, (64, 64), depth=depth, act="relu", norm=False, resize="valid")
+    dense = features * 1024 + 1024
+    expected = dense + conv(5, 1024, 128) + conv(5, 128, 64) + conv(6, 64, 32) + conv(6, 32, 3)
+    assert sum(p.numel() for p in decoder.parameters()) == expected
+
+
+@pytest.mark.parametrize("size,mults", [((32, 32), (1, 2, 4, 8)), ((64, 64), (1, 2, 4)), ((64, 128), (1, 2, 4, 8))])
+def test_valid_layout_rejects_other_sizes_and_stage_counts(size, mults):
+    with pytest.raises(ValueError, match="resize='valid' needs 64x64 images and 4 stages"):
+        ConvEncoder(3, size, mults=mults, resize="valid")
+    with pytest.raises(ValueError, match="resize='valid' needs 64x64 images and 4 stages"):
+        ConvDecoder(8, 3, size, mults=mults, resize="valid")
+
+
+def test_valid_layout_rejects_deter_blocks_and_oversized_kernels():
+    with pytest.raises(ValueError, match="deter_blocks=4 is not supported with resize='valid'"):
+        ConvDecoder(40, 3, (64, 64), resize="valid", deter_blocks=4, deter_dim=32)
+    with pytest.raises(ValueError, match="kernel 6 is too large for resize='valid'"):
+        ConvEncoder(3, (64, 64), kernel=6, resize="valid")
+    with pytest.raises(ValueError, match="choose one of"):
+        ConvEncoder(3, (64, 64), resize="same")
+
+
+def _squares(count: int, generator: torch.Generator) -> torch.Tensor:
+    """Coloured squares on a dark background, in [-0.5, 0.5]."""
+    images = torch.full((count, 3, 64, 64), -0.4)
+    for image in images:
+        side = int(torch.randint(12, 28, (1,), generator=generator))
+        top, left = torch.randint(0, 64 - side, (2,), generator=generator).tolist()
+        image[:, top : top + side, left : left + side] = torch.rand(3, 1, 1, generator=generator) - 0.5
+    return images
+
+
+def _autoencoder_errors(seed: int, steps: int = 100) -> tuple[float, float]:
+    """Reconstruction MSE of a depth-8 valid-layout autoencoder before and after training."""
+    torch.manual_seed(seed)
+    images = _squares(8, torch.Generator().manual_seed(seed))
+    encoder = ConvEncoder(3, (64, 64), depth=8, act="elu", norm=False, resize="valid")
+    decoder = ConvDecoder(encoder.out_dim, 3, (64, 64), depth=8, act="elu", norm=False, resize="valid")
+    optimizer = torch.optim.Adam([*encoder.parameters(), *decoder.parameters()], lr=1e-3)
+    with torch.no_grad():
+        initial = ((decoder(encoder(images)) - images) ** 2).mean().item()
+    for _ in range(steps):
+        loss = ((decoder(encoder(images)) - images) ** 2).mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    with torch.no_grad():
+        final = ((decoder(encoder(images)) - images) ** 2).mean().item()
+    return initial, final
+
+
+def test_valid_layout_learns_to_autoencode_images():
+    # Layers this small run fastest on one thread, and intra-op threads slow
+    # them down many times over on a busy machine.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        initial, final = _autoencoder_errors(seed=0)
+    finally:
+        torch.set_num_threads(threads)
+    assert final < 0.5 * initial, (initial, final)

@@ -62,9 +62,23 @@ def split_keys(
     return images, vectors
 
 
-def image_to_float(x: Tensor) -> Tensor:
-    """(..., H, W, C) images in [0, 255] -> (..., C, H, W) float in [-0.5, 0.5]."""
-    return (x.float() / 255.0 - 0.5).movedim(-1, -3)
+def image_to_float(x: Tensor, bits: int = 8, noise: bool = False) -> Tensor:
+    """(..., H, W, C) images in [0, 255] -> (..., C, H, W) float in [-0.5, 0.5].
+
+    With ``bits`` < 8 the image is first reduced to that many bits per
+    channel, ``floor(x / 2**(8 - bits)) / 2**bits`` (PlaNet: 5), and
+    ``noise`` adds uniform dequantisation noise of one quantisation step, so
+    the model sees a continuous density rather than a few discrete levels.
+    """
+    if not 1 <= bits <= 8:
+        raise ValueError(f"image bits={bits} must lie in [1, 8]")
+    if bits == 8:
+        return (x.float() / 255.0 - 0.5).movedim(-1, -3)
+    levels = 2**bits
+    y = torch.div(x.to(torch.int32), 2 ** (8 - bits), rounding_mode="floor").float() / levels
+    if noise:
+        y = y + torch.rand_like(y) / levels
+    return (y - 0.5).movedim(-1, -3)
 
 
 def _check_shape(key: str, x: Tensor, shape: tuple[int, ...]) -> None:
@@ -76,7 +90,10 @@ class MultiEncoder(nn.Module):
     """dict of (..., H, W, C) images and (..., D) vectors -> (..., embed_dim).
 
     ``cnn``: further :class:`~world_model.networks.ConvEncoder` arguments
-    (``mults``, ``kernel``, ``resize``).
+    (``mults``, ``kernel``, ``resize``); ``cnn_act``: the CNN's activation
+    where it differs from ``act`` (DreamerV1: ReLU convolutions, ELU dense
+    layers). ``image_bits``: see :func:`image_to_float`; the noisy input of
+    :meth:`prepare` is also what the decoder reconstructs.
     """
 
     def __init__(
@@ -89,46 +106,63 @@ class MultiEncoder(nn.Module):
         norm: bool | str = True,
         symlog_inputs: bool = True,
         cnn: dict | None = None,
+        cnn_act: str | None = None,
+        image_bits: int = 8,
     ):
         super().__init__()
         cnn = cnn or {}
+        if not 1 <= image_bits <= 8:
+            raise ValueError(f"image_bits={image_bits} must lie in [1, 8]")
         self.shapes = {k: tuple(v) for k, v in obs_shapes.items()}
         self.image_keys, self.vector_keys = split_keys(self.shapes, len(cnn.get("mults", DEFAULT_MULTS)))
-        self.symlog_inputs = symlog_inputs
+        self.symlog_inputs, self.image_bits = symlog_inputs, image_bits
         self.embed_dim = 0
         if self.image_keys:
             height, width, _ = self.shapes[self.image_keys[0]]
             channels = sum(self.shapes[k][-1] for k in self.image_keys)
-            self.cnn = ConvEncoder(channels, (height, width), depth, act, norm, **cnn)
+            self.cnn = ConvEncoder(channels, (height, width), depth, cnn_act or act, norm, **cnn)
             self.embed_dim += self.cnn.out_dim
         if self.vector_keys:
             size = sum(self.shapes[k][0] for k in self.vector_keys)
             self.mlp = MLP(size, units, layers, act, norm)
             self.embed_dim += self.mlp.out_dim
 
-    def forward(self, obs: dict[str, Tensor]) -> Tensor:
+    def prepare(self, obs: dict[str, Tensor]) -> dict[str, Tensor]:
+        """The float inputs: images (..., C, H, W) in [-0.5, 0.5] (reduced to
+        ``image_bits``, with dequantisation noise below 8), vectors (..., D)."""
+        inputs = {}
+        for key in self.image_keys:
+            _check_shape(key, obs[key], self.shapes[key])
+            inputs[key] = image_to_float(obs[key], self.image_bits, noise=True)
+        for key in self.vector_keys:
+            _check_shape(key, obs[key], self.shapes[key])
+            inputs[key] = obs[key].float()
+        return inputs
+
+    def embed(self, inputs: dict[str, Tensor]) -> Tensor:
+        """Prepared inputs (see :meth:`prepare`) -> (..., embed_dim)."""
         outputs = []
         if self.image_keys:
-            for key in self.image_keys:
-                _check_shape(key, obs[key], self.shapes[key])
-            x = torch.cat([obs[k] for k in self.image_keys], -1) if len(self.image_keys) > 1 else obs[self.image_keys[0]]
+            x = torch.cat([inputs[k] for k in self.image_keys], -3) if len(self.image_keys) > 1 else inputs[self.image_keys[0]]
             lead = x.shape[:-3]
-            x = image_to_float(x.reshape(-1, *x.shape[-3:]))
-            outputs.append(self.cnn(x).reshape(*lead, -1))
+            outputs.append(self.cnn(x.reshape(-1, *x.shape[-3:])).reshape(*lead, -1))
         if self.vector_keys:
-            for key in self.vector_keys:
-                _check_shape(key, obs[key], self.shapes[key])
-            x = torch.cat([obs[k].float() for k in self.vector_keys], -1)
+            x = torch.cat([inputs[k] for k in self.vector_keys], -1)
             outputs.append(self.mlp(dists.symlog(x) if self.symlog_inputs else x))
         return torch.cat(outputs, -1) if len(outputs) > 1 else outputs[0]
+
+    def forward(self, obs: dict[str, Tensor]) -> Tensor:
+        return self.embed(self.prepare(obs))
 
 
 class MultiDecoder(nn.Module):
     """(..., feat_dim) features -> {key: distribution over that observation}.
 
-    Image distributions have event shape (C, H, W) over the float targets of
-    :meth:`targets`; vector distributions have event shape (D,). ``cnn``:
-    further :class:`~world_model.networks.ConvDecoder` arguments.
+    Image distributions have event shape (C, H, W) and vector distributions
+    (D,), over the float inputs of :meth:`MultiEncoder.prepare` (the model
+    reconstructs what it was given). ``cnn``: further
+    :class:`~world_model.networks.ConvDecoder` arguments; ``cnn_act`` as for
+    :class:`MultiEncoder`.
     """
 
     def __init__(
@@ -143,6 +177,7 @@ class MultiDecoder(nn.Module):
         image_dist: str = "mse",
         vector_dist: str = "symlog_mse",
         cnn: dict | None = None,
+        cnn_act: str | None = None,
     ):
         super().__init__()
         for name, kind in (("image_dist", image_dist), ("vector_dist", vector_dist)):
@@ -155,7 +190,7 @@ class MultiDecoder(nn.Module):
         if self.image_keys:
             height, width, _ = self.shapes[self.image_keys[0]]
             self.channels = [self.shapes[k][-1] for k in self.image_keys]
-            self.cnn = ConvDecoder(feat_dim, sum(self.channels), (height, width), depth, act, norm, **cnn)
+            self.cnn = ConvDecoder(feat_dim, sum(self.channels), (height, width), depth, cnn_act or act, norm, **cnn)
         if self.vector_keys:
             self.sizes = [self.shapes[k][0] for k in self.vector_keys]
             self.mlp = MLP(feat_dim, units, layers, act, norm)
@@ -178,9 +213,3 @@ class MultiDecoder(nn.Module):
             for key, part in zip(self.vector_keys, x.split(self.sizes, -1)):
                 result[key] = make_dist(self.vector_dist, part, 1)
         return result
-
-    def targets(self, obs: dict[str, Tensor]) -> dict[str, Tensor]:
-        """The values each decoder distribution is scored against."""
-        out = {k: image_to_float(obs[k]) for k in self.image_keys}
-        out.update({k: obs[k].float() for k in self.vector_keys})
-        return out

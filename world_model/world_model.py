@@ -51,6 +51,11 @@ class WorldModel(nn.Module):
             down/upsampling of the image encoder and decoder, see
             :mod:`world_model.networks`.
         image_output: ``linear`` or ``sigmoid`` decoder output.
+        cnn_act: activation of the image encoder and decoder where it
+            differs from ``act`` (DreamerV1: ReLU); None: ``act``.
+        image_bits: bits per image channel the model sees, with uniform
+            dequantisation noise below 8 (PlaNet: 5); the noisy image is both
+            the encoder's input and the decoder's target.
         decoder_deter_blocks: 0, or the blocks through which the deterministic
             state fills the image decoder's first grid (2024: 8).
         mlp_units, mlp_layers: width and depth of the vector encoder and
@@ -102,6 +107,8 @@ class WorldModel(nn.Module):
         cnn_kernel: int = 4,
         image_resize: str = "stride",
         image_output: str = "linear",
+        cnn_act: str | None = None,
+        image_bits: int = 8,
         decoder_deter_blocks: int = 0,
         mlp_units: int = 512,
         mlp_layers: int = 2,
@@ -133,7 +140,10 @@ class WorldModel(nn.Module):
         if not 0.0 < cont_discount <= 1.0:
             raise ValueError(f"cont_discount={cont_discount} must lie in (0, 1]")
         cnn = dict(mults=tuple(cnn_mults), kernel=cnn_kernel, resize=image_resize)
-        self.encoder = MultiEncoder(obs_shapes, cnn_depth, mlp_units, mlp_layers, act, norm, symlog_inputs, cnn=cnn)
+        self.encoder = MultiEncoder(
+            obs_shapes, cnn_depth, mlp_units, mlp_layers, act, norm, symlog_inputs, cnn=cnn, cnn_act=cnn_act,
+            image_bits=image_bits,
+        )
         self.rssm = RSSM(
             action_dim,
             self.encoder.embed_dim,
@@ -157,7 +167,8 @@ class WorldModel(nn.Module):
         feat = self.rssm.feat_size
         image_decoder = dict(cnn, output=image_output, deter_blocks=decoder_deter_blocks, deter_dim=deter, units=mlp_units)
         self.decoder = MultiDecoder(
-            feat, obs_shapes, cnn_depth, mlp_units, mlp_layers, act, norm, image_dist, vector_dist, cnn=image_decoder
+            feat, obs_shapes, cnn_depth, mlp_units, mlp_layers, act, norm, image_dist, vector_dist, cnn=image_decoder,
+            cnn_act=cnn_act,
         )
         layers = mlp_layers if head_layers is None else head_layers
         head = dict(units=mlp_units, layers=layers, act=act, norm=norm)
@@ -241,8 +252,8 @@ class WorldModel(nn.Module):
         (B, ...) to continue from, and detached scalar metrics: ``<term>_loss``
         for every term, ``model_loss``, ``kl``, ``post_ent``, ``prior_ent``.
         """
-        obs = {k: batch[k] for k in self.obs_keys}
-        embed = self.encoder(obs)
+        obs = self.encoder.prepare({k: batch[k] for k in self.obs_keys})
+        embed = self.encoder.embed(obs)
         post, prior = self.rssm.observe(state, embed, batch["action"], batch["is_first"])
         if self.replay_context:
             if batch["action"].shape[1] <= self.replay_context:
@@ -257,9 +268,8 @@ class WorldModel(nn.Module):
             batch = {k: v[:, scored] for k, v in batch.items()}
         feat = self.rssm.feat(post)
         losses: dict[str, Tensor] = {}
-        targets = self.decoder.targets(obs)
         for key, dist in self.decoder(feat).items():
-            losses[key] = -dist.log_prob(targets[key]).mean()
+            losses[key] = -dist.log_prob(obs[key]).mean()
         losses["reward"] = -self.reward_head(feat).log_prob(batch["reward"]).mean()
         if self.cont_head is not None:
             cont_target = (1.0 - batch["is_terminal"].float()) * self.cont_discount
@@ -298,14 +308,13 @@ class WorldModel(nn.Module):
         if not 0 < context < length:
             raise ValueError(f"context must be in [1, {length - 1}] for sequences of length {length}, got {context}")
         n = min(num, batch["action"].shape[0])
-        obs = {k: batch[k][:n] for k in self.obs_keys}
-        embed = self.encoder({k: v[:, :context] for k, v in obs.items()})
+        truths = self.encoder.prepare({k: batch[k][:n] for k in self.obs_keys})
+        embed = self.encoder.embed({k: v[:, :context] for k, v in truths.items()})
         post, _ = self.rssm.observe(None, embed, batch["action"][:n, :context], batch["is_first"][:n, :context])
         last = {k: v[:, -1] for k, v in post.items()}
         prior = self.rssm.imagine(last, batch["action"][:n, context:], length - context)
         feat = torch.cat([self.rssm.feat(post), self.rssm.feat(prior)], 1)
         preds = {k: d.mean for k, d in self.decoder(feat).items()}
-        truths = self.decoder.targets(obs)
         out: dict[str, np.ndarray] = {}
         for key in self.obs_keys:
             truth, pred = truths[key][:, context:], preds[key][:, context:]
