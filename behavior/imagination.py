@@ -9,7 +9,7 @@ from behavior.actor import Actor
 from behavior.critic import Critic, SlowCopy
 from behavior.imagine import LatentDynamics, State, imagine
 from behavior.return_norm import ReturnNorm
-from behavior.returns import lambda_return, replay_lambda_return, trajectory_weights
+from behavior.returns import lambda_return, replay_lambda_return, state_reward_lambda_return, trajectory_weights
 from world_model.layers import initialize
 
 ACTOR_GRADS = ("reinforce", "dynamics", "auto")
@@ -46,7 +46,13 @@ class ImaginationBehavior(nn.Module):
             reinforce for discrete actions) or a float in [0, 1], the weight
             of ``dynamics`` in a mix of both.
         entropy: weight of the actor's entropy bonus.
-        units, layers, act, norm: sizes of the actor and critic MLPs.
+        units, layers, act, norm: sizes of the actor and critic MLPs;
+            actor_layers, critic_layers: their depths where they differ
+            (DreamerV1: 4 and 3).
+        actor_dist: continuous action distribution, ``bounded_normal`` (V3),
+            ``tanh_normal`` (V1) or ``trunc_normal`` (V2), see
+            :class:`~behavior.actor.Actor`; actor_mean_scale,
+            actor_init_std: its parameters (None: the distribution's own).
         winit, outinit: their initialisation (see :mod:`world_model.layers`);
             actor_outscale: the actor output layer's initial scale (2024: 0.01).
         critic_dist: ``twohot`` (V3) or ``normal`` (V1); critic_bins,
@@ -59,8 +65,15 @@ class ImaginationBehavior(nn.Module):
             off): the critic also regresses lambda-returns computed along the
             replayed posterior sequence, bootstrapped at every step on the
             imagined return from there; its gradient reaches the world model.
+        value_includes_reward: the DreamerV1/V2 value convention (see
+            :mod:`behavior.returns`): ``v(s_t)`` counts ``r(s_t)``, and the
+            action taken in ``s_t`` is judged by the return of ``s_{t+1}``.
+        critic_from_start: the critic also learns the start state's value
+            (DreamerV1 does not: its imagined trajectory begins at the first
+            imagined state); with ``value_includes_reward`` only.
         slow_critic_rate, slow_critic_every: EMA of the slow critic, applied
-            on every ``slow_critic_every``-th :meth:`update_slow_critic`.
+            on every ``slow_critic_every``-th :meth:`update_slow_critic`. No
+            slow critic is kept unless ``slow_target`` or ``slow_reg`` reads it.
         slow_target: bootstrap the returns (and the baseline) on the slow
             critic instead of the trained one.
         slow_reg: weight of the critic's regulariser towards the slow
@@ -86,8 +99,13 @@ class ImaginationBehavior(nn.Module):
         entropy: float = 3e-4,
         units: int = 512,
         layers: int = 2,
+        actor_layers: int | None = None,
+        critic_layers: int | None = None,
         act: str = "silu",
         norm: bool | str = True,
+        actor_dist: str = "bounded_normal",
+        actor_mean_scale: float = 5.0,
+        actor_init_std: float | None = None,
         winit: str = "torch",
         outinit: str | None = None,
         actor_outscale: float = 1.0,
@@ -96,6 +114,8 @@ class ImaginationBehavior(nn.Module):
         bin_spacing: str = "symlog",
         discount_in_cont: bool = False,
         repval: float = 0.0,
+        value_includes_reward: bool = False,
+        critic_from_start: bool = True,
         slow_critic_rate: float = 0.02,
         slow_critic_every: int = 1,
         slow_target: bool = True,
@@ -112,20 +132,34 @@ class ImaginationBehavior(nn.Module):
             raise ValueError(f"horizon={horizon} must be >= 1")
         if repval < 0:
             raise ValueError(f"repval={repval} must be >= 0")
+        if repval and value_includes_reward:
+            raise ValueError("repval (2024 DreamerV3) assumes values without the state's own reward; "
+                             "set value_includes_reward: false or repval: 0")
+        if not critic_from_start and not value_includes_reward:
+            raise ValueError("critic_from_start: false is the DreamerV1 convention; it needs value_includes_reward: true")
+        if horizon < 2 and value_includes_reward:
+            raise ValueError(f"horizon={horizon}: value_includes_reward needs horizon >= 2")
+        self.value_includes_reward, self.critic_from_start = value_includes_reward, critic_from_start
         self.horizon, self.gamma, self.lam = horizon, gamma, lam
         self.dynamics_weight = _dynamics_weight(actor_grad, discrete)
         self.entropy, self.slow_target, self.slow_reg = entropy, slow_target, slow_reg
         self.discount_in_cont, self.repval = discount_in_cont, repval
         self.expl_noise = expl_noise
-        net = dict(units=units, layers=layers, act=act, norm=norm)
+        net = dict(units=units, act=act, norm=norm)
         self.actor = Actor(
             feat_dim, action_dim, discrete, unimix=unimix, min_std=min_std, max_std=max_std,
-            outscale=actor_outscale, **net,
+            outscale=actor_outscale, dist=actor_dist, mean_scale=actor_mean_scale, init_std=actor_init_std,
+            layers=layers if actor_layers is None else actor_layers, **net,
         )
-        self.critic = Critic(feat_dim, dist=critic_dist, bins=critic_bins, bin_spacing=bin_spacing, **net)
+        self.critic = Critic(
+            feat_dim, dist=critic_dist, bins=critic_bins, bin_spacing=bin_spacing,
+            layers=layers if critic_layers is None else critic_layers, **net,
+        )
         initialize(self.actor, winit, outinit)
         initialize(self.critic, winit, outinit)
-        self.slow_critic = SlowCopy(self.critic, slow_critic_rate, slow_critic_every)
+        # DreamerV1 reads no slow critic: it bootstraps on the critic and has no regulariser.
+        used = slow_target or slow_reg > 0
+        self.slow_critic = SlowCopy(self.critic, slow_critic_rate, slow_critic_every) if used else None
         self.return_norm = ReturnNorm(return_norm_decay) if return_norm else None
 
     def act(self, feat: Tensor, mode: str = "train") -> Tensor:
@@ -134,7 +168,8 @@ class ImaginationBehavior(nn.Module):
 
     def update_slow_critic(self) -> None:
         """Call once after each critic optimiser step."""
-        self.slow_critic.update(self.critic)
+        if self.slow_critic is not None:
+            self.slow_critic.update(self.critic)
 
     def _policy(self, feat: Tensor) -> Tensor:
         return self.actor(feat).sample()
@@ -174,33 +209,38 @@ class ImaginationBehavior(nn.Module):
         backprop = self.dynamics_weight > 0
         with torch.set_grad_enabled(backprop and torch.is_grad_enabled()):
             feats, actions = imagine(dynamics, self._policy, start, self.horizon)
-            flat = feats[1:].reshape(-1, feats.shape[-1])
-            reward = dynamics.reward(flat).reshape(self.horizon, -1).float()
-            cont = dynamics.cont(flat).reshape(reward.shape).float()
             bootstrap = self.slow_critic if self.slow_target else self.critic
             value = bootstrap(feats).mean
             gamma = 1.0 if self.discount_in_cont else self.gamma
-            returns = lambda_return(reward, cont, value, gamma, self.lam)
-        weight = trajectory_weights(cont, gamma, start_cont)
-        baseline = value[:-1].detach()
-        scale = self.return_norm(returns) if self.return_norm is not None else torch.ones((), device=returns.device)
-        advantage = (returns - baseline) / scale
+            if self.value_includes_reward:
+                t = self._state_reward_targets(dynamics, feats, actions, value, gamma, start_cont)
+            else:
+                t = self._next_reward_targets(dynamics, feats, actions, value, gamma, start_cont)
+        scale = (
+            self.return_norm(t["actor_return"]) if self.return_norm is not None
+            else torch.ones((), device=value.device)
+        )
+        advantage = (t["actor_return"] - t["baseline"]) / scale
 
-        policy = self.actor(feats[:-1].detach())
-        logp = policy.log_prob(actions.detach())
+        policy = self.actor(t["actor_feat"].detach())
+        logp = policy.log_prob(t["actor_action"].detach())
         entropy = policy.entropy()
         objective = -logp * advantage.detach()
         if backprop:
             objective = self.dynamics_weight * -advantage + (1 - self.dynamics_weight) * objective
-        actor_loss = (weight * (objective - self.entropy * entropy)).mean()
+        actor_loss = (t["actor_weight"] * (objective - self.entropy * entropy)).mean()
 
-        target = returns.detach()
-        dist = self.critic(feats[:-1].detach())
+        target = t["critic_target"].detach()
+        dist = self.critic(t["critic_feat"].detach())
         critic_loss = -dist.log_prob(target)
         if self.slow_reg:
-            slow_value = value[:-1].detach() if self.slow_target else self.slow_critic(feats[:-1].detach()).mean
+            slow_value = (
+                t["critic_value"].detach() if self.slow_target else self.slow_critic(t["critic_feat"].detach()).mean
+            )
             critic_loss = critic_loss - self.slow_reg * dist.log_prob(slow_value.detach())
-        critic_loss = (weight * critic_loss).mean()
+        critic_loss = (t["critic_weight"] * critic_loss).mean()
+        reward, cont = t["reward"], t["cont"]
+        returns = t["critic_target"]
         extra = {}
         if self.repval:
             repval_loss = self._repval_loss(replay, returns[0].detach())
@@ -221,6 +261,40 @@ class ImaginationBehavior(nn.Module):
         }
         metrics = {key: value.detach().float() for key, value in metrics.items()}
         return {"actor": actor_loss, "critic": critic_loss}, metrics
+
+    def _next_reward_targets(self, dynamics, feats, actions, value, gamma, start_cont) -> dict[str, Tensor]:
+        """DreamerV3: ``R_t`` of :func:`lambda_return` for ``s_0 .. s_{H-1}``
+        judges both the action taken in ``s_t`` and the critic's ``v(s_t)``."""
+        flat = feats[1:].reshape(-1, feats.shape[-1])
+        reward = dynamics.reward(flat).reshape(self.horizon, -1).float()
+        cont = dynamics.cont(flat).reshape(reward.shape).float()
+        returns = lambda_return(reward, cont, value, gamma, self.lam)
+        weight = trajectory_weights(cont, gamma, start_cont)
+        return dict(
+            reward=reward, cont=cont, actor_feat=feats[:-1], actor_action=actions, actor_return=returns,
+            baseline=value[:-1].detach(), actor_weight=weight, critic_feat=feats[:-1], critic_target=returns,
+            critic_value=value[:-1], critic_weight=weight,
+        )
+
+    def _state_reward_targets(self, dynamics, feats, actions, value, gamma, start_cont) -> dict[str, Tensor]:
+        """DreamerV1/V2: values include the state's own reward. The action
+        taken in ``s_t`` (t < H - 1) is judged by ``R_{t+1}``; the critic
+        learns ``R_t`` for ``s_0 .. s_{H-1}`` (from ``s_1`` without
+        ``critic_from_start``). Weights ``w_t = prod_{k<t} gamma c(s_k)``."""
+        flat = feats.reshape(-1, feats.shape[-1])
+        reward = dynamics.reward(flat).reshape(self.horizon + 1, -1).float()
+        cont = dynamics.cont(flat).reshape(reward.shape).float()
+        if start_cont is not None:
+            cont = torch.cat([start_cont.detach().float().reshape(1, -1), cont[1:]], 0)
+        returns = state_reward_lambda_return(reward, cont, value, gamma, self.lam)
+        weight = trajectory_weights(cont[:-1], gamma)
+        first = 0 if self.critic_from_start else 1
+        return dict(
+            reward=reward[1:], cont=cont[1:], actor_feat=feats[:-2], actor_action=actions[:-1],
+            actor_return=returns[1:], baseline=value[:-2].detach(), actor_weight=weight[:-1],
+            critic_feat=feats[first:-1], critic_target=returns[first:], critic_value=value[first:-1],
+            critic_weight=trajectory_weights(cont[first:-1], gamma),
+        )
 
     def _repval_loss(self, replay: dict[str, Tensor], imagined_return: Tensor) -> Tensor:
         """Critic loss on the replayed sequence: two-hot regression of the

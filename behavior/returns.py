@@ -12,6 +12,13 @@ So ``reward`` and ``cont`` hold H entries and ``value`` holds H + 1. A state
 with ``c = 0`` is terminal: its reward still counts, nothing after it does.
 The horizon is a time limit, not a termination, so the return bootstraps on
 ``v(s_H)`` there.
+
+DreamerV1 and DreamerV2 define the value of a state differently: ``v(s_t)``
+counts the reward predicted for ``s_t`` itself (the reward of arriving
+there), ``v(s_t) = r(s_t) + gamma c(s_t) v(s_{t+1})``, and an action taken
+in ``s_t`` is judged by the return of the state it leads to.
+:func:`state_reward_lambda_return` computes those returns with the same
+recursion.
 """
 
 from __future__ import annotations
@@ -46,6 +53,29 @@ def lambda_return(reward: Tensor, cont: Tensor, value: Tensor, gamma: float, lam
         last = interim[t] + discount[t] * lam * last
         returns.append(last)
     return torch.stack(returns[::-1])
+
+
+def state_reward_lambda_return(
+    state_reward: Tensor, state_cont: Tensor, value: Tensor, gamma: float, lam: float
+) -> Tensor:
+    """TD(lambda) returns ``R_0 .. R_{H-1}`` when a state's value includes its
+    own reward (DreamerV1/V2), shape (H, ...).
+
+    ``R_t = r(s_t) + gamma c(s_t) ((1 - lam) v_{t+1} + lam R_{t+1})`` with
+    ``R_H = v_H``: :func:`lambda_return` with the rewards and continue flags
+    of the states themselves in place of their successors'.
+
+    Args:
+        state_reward: (H + 1, ...) rewards predicted for ``s_0 .. s_H``.
+        state_cont: (H + 1, ...) continue probabilities of ``s_0 .. s_H``.
+        value: (H + 1, ...) values ``v_0 .. v_H`` (in this convention).
+    """
+    if state_reward.shape != value.shape or state_cont.shape != value.shape:
+        raise ValueError(
+            f"state_reward_lambda_return expects three (H + 1, ...) tensors; got state_reward "
+            f"{tuple(state_reward.shape)}, state_cont {tuple(state_cont.shape)}, value {tuple(value.shape)}"
+        )
+    return lambda_return(state_reward[:-1], state_cont[:-1], value, gamma, lam)
 
 
 def trajectory_weights(cont: Tensor, gamma: float, start_cont: Tensor | None = None) -> Tensor:

@@ -206,13 +206,16 @@ def test_critic_is_pulled_towards_the_slow_critic(dist, slow_reg):
     behavior = ImaginationBehavior(
         2, 2, False, critic_dist=dist, slow_target=False, slow_reg=slow_reg, **small(horizon=1)
     )
-    out = behavior.slow_critic.module.head.out
-    with torch.no_grad():
-        out.weight.zero_()
-        if dist == "normal":
-            out.bias.fill_(6.0)
-        else:
-            out.bias.copy_(torch.log(torch_twohot(6.0, behavior.critic.head.bins).clamp_min(1e-30)))
+    if slow_reg == 0:
+        assert behavior.slow_critic is None  # nothing reads it
+    else:
+        out = behavior.slow_critic.module.head.out
+        with torch.no_grad():
+            out.weight.zero_()
+            if dist == "normal":
+                out.bias.fill_(6.0)
+            else:
+                out.bias.copy_(torch.log(torch_twohot(6.0, behavior.critic.head.bins).clamp_min(1e-30)))
     model = ConstantModel(2.0)
     opt = torch.optim.Adam(behavior.critic.parameters(), lr=0.1)
     for _ in range(120):
@@ -272,3 +275,93 @@ def test_random_policy_covers_the_action_space():
     onehot = RandomPolicy(4, discrete=True)(5000)
     assert torch.equal(onehot.sum(-1), torch.ones(5000))
     assert (onehot.mean(0) - 0.25).abs().max() < 0.03
+
+
+# ------------------------------------------------- DreamerV1 / V2 value convention
+def _reference_lambda_return(reward, value, pcont, bootstrap, lam):
+    """danijar/dreamer tools.py:316-338 (and dreamerv2 common/other.py), transliterated:
+    inputs = r + pcont * next_value * (1 - lam), scanned backwards from the bootstrap."""
+    next_values = torch.cat([value[1:], bootstrap[None]], 0)
+    inputs = reward + pcont * next_values * (1 - lam)
+    returns, last = [], bootstrap
+    for t in reversed(range(len(reward))):
+        last = inputs[t] + pcont[t] * lam * last
+        returns.append(last)
+    return torch.stack(returns[::-1])
+
+
+class StateRewardModel:
+    """The reward of a state is its first feature; the episode never ends."""
+
+    def reward(self, feat):
+        return feat[..., 0]
+
+    def cont(self, feat):
+        return torch.ones(feat.shape[:-1])
+
+
+@pytest.mark.parametrize("critic_from_start", [False, True], ids=["dreamerv1", "dreamerv2"])
+def test_value_including_the_state_reward_matches_the_reference_indexing(critic_from_start):
+    torch.manual_seed(0)
+    horizon, n, gamma, lam = 5, 3, 0.9, 0.8
+    behavior = ImaginationBehavior(
+        4, 2, False, **small(horizon=horizon), gamma=gamma, lam=lam, value_includes_reward=True,
+        critic_from_start=critic_from_start, return_norm=False,
+    )
+    feats, actions, value = torch.randn(horizon + 1, n, 4), torch.randn(horizon, n, 2), torch.randn(horizon + 1, n)
+    t = behavior._state_reward_targets(StateRewardModel(), feats, actions, value, gamma, None)
+    pcont = torch.full((horizon + 1, n), gamma)
+    if critic_from_start:
+        # dreamerv2 agent.py:307-325: seq = s_0..s_H; critic on seq[:-1], actor on target[1:] with weight[:-2].
+        returns = _reference_lambda_return(feats[:-1, :, 0], value[:-1], pcont[:-1], value[-1], lam)
+        weight = torch.cumprod(torch.cat([torch.ones(1, n), pcont[:-1]]), 0)[:-1]
+        assert torch.allclose(t["critic_target"], returns, atol=1e-6)
+        assert torch.allclose(t["critic_weight"], weight)
+        assert torch.allclose(t["actor_return"], returns[1:], atol=1e-6)
+        assert torch.allclose(t["actor_weight"], weight[:-1])
+    else:
+        # dreamer.py:185-198: imag_feat = s_1..s_H (the start is not part of it); critic and actor on s_1..s_{H-1}.
+        imag_value = value[1:]
+        returns = _reference_lambda_return(feats[1:-1, :, 0], imag_value[:-1], pcont[1:-1], imag_value[-1], lam)
+        discount = torch.cumprod(torch.cat([torch.ones(1, n), pcont[1:-2]]), 0)
+        assert torch.allclose(t["critic_target"], returns, atol=1e-6)
+        assert torch.allclose(t["critic_weight"], discount)
+        assert torch.allclose(t["actor_return"], returns, atol=1e-6)
+        assert torch.allclose(t["actor_weight"], discount)
+        assert torch.equal(t["critic_feat"], feats[1:-1])
+    # The action taken in s_t is judged by the return of the state it leads to.
+    assert torch.equal(t["actor_feat"], feats[:-2]) and torch.equal(t["actor_action"], actions[:-1])
+
+
+def test_value_convention_options_are_checked():
+    with pytest.raises(ValueError, match="critic_from_start"):
+        ImaginationBehavior(4, 2, False, **small(), critic_from_start=False)
+    with pytest.raises(ValueError, match="repval"):
+        ImaginationBehavior(4, 2, False, **small(), value_includes_reward=True, repval=0.3)
+
+
+def test_dreamerv1_style_actor_learns_to_reach_higher_reward_through_the_model():
+    # Dynamics backprop with the V1 value convention moves the actor towards the rewarding action.
+    torch.manual_seed(0)
+    model = LinearModel()
+    with torch.no_grad():
+        model.transition.weight.zero_()
+        model.transition.weight[0, 3] = 1.0  # x'_0 = tanh(a_0)
+        model.transition.bias.zero_()
+        model.reward_head.weight.copy_(torch.tensor([[1.0, 0.0, 0.0]]))
+        model.reward_head.bias.zero_()
+    model.requires_grad_(False)
+    behavior = ImaginationBehavior(
+        3, 2, False, **small(), actor_grad="dynamics", entropy=0.0, value_includes_reward=True,
+        critic_from_start=False, return_norm=False, slow_target=False, slow_reg=0.0, actor_dist="tanh_normal",
+        act="elu", norm="none", min_std=1e-4, critic_dist="normal",
+    )
+    opt = torch.optim.Adam(behavior.actor.parameters(), lr=1e-2)
+    start = {"x": torch.zeros(64, 3)}
+    for _ in range(60):
+        losses, _ = behavior.loss(model, start)
+        opt.zero_grad()
+        losses["actor"].backward(inputs=list(behavior.actor.parameters()))
+        opt.step()
+    with torch.no_grad():
+        assert float(behavior.actor(torch.zeros(256, 3)).sample()[:, 0].mean()) > 0.8

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from behavior.returns import lambda_return, trajectory_weights
+from behavior.returns import lambda_return, state_reward_lambda_return, trajectory_weights
 
 
 def test_lambda_return_hand_computed_with_termination_and_time_limit():
@@ -47,3 +47,16 @@ def test_trajectory_weights_shrink_after_termination():
 def test_lambda_return_rejects_mismatched_shapes():
     with pytest.raises(ValueError, match="value of shape"):
         lambda_return(torch.zeros(3, 2), torch.ones(3, 2), torch.zeros(3, 2), 0.99, 0.95)
+
+
+def test_state_reward_returns_count_each_states_own_reward():
+    # DreamerV1/V2: v(s_t) includes r(s_t). gamma = lam = 0.5, r(s_0..s_2) = 1, 2, 3, c = 1,
+    # v_0..v_2 = 0, 4, 8:
+    #   R_2 = v_2 = 8 (bootstrap); R_1 = r(s_1) + 0.5 (0.5 v_2 + 0.5 R_2) = 2 + 4 = 6
+    #   R_0 = r(s_0) + 0.5 (0.5 v_1 + 0.5 R_1) = 1 + 0.5 * 5 = 3.5
+    reward = torch.tensor([[1.0], [2.0], [3.0]])
+    value = torch.tensor([[0.0], [4.0], [8.0]])
+    returns = state_reward_lambda_return(reward, torch.ones(3, 1), value, gamma=0.5, lam=0.5)
+    assert torch.allclose(returns, torch.tensor([[3.5], [6.0]]))
+    with pytest.raises(ValueError, match="three"):
+        state_reward_lambda_return(reward[:2], torch.ones(3, 1), value, 0.5, 0.5)
