@@ -33,7 +33,7 @@ class OptimConfig:
     lr: float = 1e-4
     eps: float = 1e-8
     clip: float = 1000.0  # gradient-norm clip (0: none)
-    weight_decay: float = 0.0
+    weight_decay: float = 0.0  # p <- (1 - weight_decay) p before every step, not scaled by lr (DreamerV2: 1e-6)
     kind: str = "adam"  # adam | laprop (see dreamer.optim)
     beta1: float = 0.9
     beta2: float = 0.999
@@ -42,6 +42,8 @@ class OptimConfig:
     warmup: int = 0  # updates of linear learning-rate warm-up (laprop only)
 
     def __post_init__(self):
+        if not 0.0 <= self.weight_decay < 1.0:
+            raise ValueError(f"weight_decay={self.weight_decay} must lie in [0, 1)")
         if self.kind not in OPTIMIZERS:
             raise ValueError(f"unknown optimiser kind {self.kind!r}; choose one of {OPTIMIZERS}")
         if self.kind == "adam" and (self.agc or self.warmup):
@@ -52,15 +54,23 @@ def make_optimizer(
     params, cfg: OptimConfig, device: torch.device, fused: bool = False
 ) -> torch.optim.Optimizer:
     """Adam with foreach kernels (batched per-parameter updates), or the fused
-    single-kernel Adam when ``fused`` (see :mod:`dreamer.fast`); or LaProp."""
+    single-kernel Adam when ``fused`` (see :mod:`dreamer.fast`); or LaProp.
+
+    Weight decay is DreamerV2's: every parameter shrinks by ``1 - weight_decay``
+    before each step, independently of the gradient and the learning rate;
+    AdamW's decoupled decay ``lr * wd`` gives it with ``wd = weight_decay / lr``.
+    """
     if cfg.kind == "laprop":
         if cfg.weight_decay:
             raise ValueError("the laprop optimiser has no weight decay; set weight_decay: 0")
         return LaProp(params, cfg.lr, (cfg.beta1, cfg.beta2), cfg.eps, cfg.agc, cfg.pmin, cfg.warmup)
     kernels = dict(fused=True) if fused else dict(foreach=True)
-    return torch.optim.Adam(
-        params, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps, weight_decay=cfg.weight_decay, **kernels
-    )
+    if cfg.weight_decay:
+        return torch.optim.AdamW(
+            params, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps, weight_decay=cfg.weight_decay / cfg.lr,
+            **kernels,
+        )
+    return torch.optim.Adam(params, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps, **kernels)
 
 
 def resolve_device(name: str) -> torch.device:

@@ -5,7 +5,8 @@ action repeat 2 is 2 frames); every logged ``step`` and every frame budget in
 the config is in frames. The train ratio is replayed steps per agent step, so
 ``updates = agent_steps * train_ratio / (batch_size * (batch_length - replay_context))``
 whatever the environment's speed; the replay-context steps only set the
-latent state and are not counted as trained.
+latent state and are not counted as trained. ``pretrain`` updates are made
+once on top, when the prefill is done (DreamerV1/V2: 100).
 
 The loop receives factories and built objects, never the config, so tests can
 hand in a dummy environment and a counting agent.
@@ -29,6 +30,7 @@ from dreamer.prefetch import Prefetcher
 class LoopSettings:
     steps: int  # frames to train for
     prefill: int = 5000  # frames of random actions before the first update
+    pretrain: int = 0  # extra updates made once, when training starts after the prefill
     train_ratio: float = 512
     batch_size: int = 16
     batch_length: int = 64
@@ -53,6 +55,7 @@ class Counters:
     updates: int = 0
     episodes: int = 0
     owed_updates: float = 0.0  # fractional updates carried between env steps
+    pretrained: bool = False  # the one-off pretrain updates were owed
     next_eval: int = 0
     next_log: int = 0
     next_report: int = 0
@@ -245,6 +248,10 @@ class Trainer:
         waiting = len(self.replay) < max(s.prefill // s.action_repeat, s.batch_length) or c.frames < s.prefill
         if self._any(waiting)[0]:
             return
+        if not c.pretrained:
+            c.pretrained = True
+            if c.updates == 0:  # a run resumed from before this flag existed has trained already
+                c.owed_updates += s.pretrain
         c.owed_updates += new_agent_steps * s.train_ratio / (s.batch_size * (s.batch_length - s.replay_context))
         batches = self._batches(int(c.owed_updates))
         while c.owed_updates >= 1:

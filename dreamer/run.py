@@ -167,6 +167,7 @@ def run(cfg: DictConfig, run_dir: str | Path | None = None):
     settings = LoopSettings(
         steps=int(cfg.steps),
         prefill=int(cfg.prefill),
+        pretrain=int(algo.get("pretrain", 0)),
         train_ratio=float(algo.train_ratio),
         batch_size=int(algo.batch_size),
         batch_length=int(algo.batch_length),
