@@ -1,11 +1,10 @@
-"""Each DreamerV3 preset is its published agent: every entry of the parity
-table in tests/reference/dreamerv3.py, composed through Hydra and built."""
+"""Each preset is its published agent: every entry of the parity tables in
+tests/reference/ (one module per reference repository), composed through
+Hydra and built."""
 
 from __future__ import annotations
 
-import importlib.util
 import math
-import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -19,11 +18,19 @@ from dreamer.reference import dreamerv3_2024_params
 from dreamer.run import build_agent
 from envs.base import Space
 
+from reference import dreamerv1, dreamerv2, planet
+from reference import dreamerv3 as reference
+
 CONFIGS = str(Path(__file__).resolve().parents[1] / "configs")
-_spec = importlib.util.spec_from_file_location("reference_dreamerv3", Path(__file__).parent / "reference" / "dreamerv3.py")
-reference = importlib.util.module_from_spec(_spec)
-sys.modules[_spec.name] = reference  # dataclasses look their module up there
-_spec.loader.exec_module(reference)
+# preset -> (overrides, table, deviations, the reference keys the table must cover or None)
+PRESETS = {
+    **{name: (*entry, reference.DEVIATIONS[name], None) for name, entry in reference.PRESETS.items()},
+    **{
+        name: (*entry, module.DEVIATIONS, module.LEARNING_KEYS)
+        for module in (dreamerv1, dreamerv2, planet)
+        for name, entry in module.PRESETS.items()
+    },
+}
 
 # walker_walk from pixels: one 64 x 64 RGB image, six continuous actions.
 OBS = {"image": Space((64, 64, 3), np.uint8, 0, 255)}
@@ -35,9 +42,9 @@ def _compose(overrides):
         return compose("config", overrides=[*overrides, "device=cpu"])
 
 
-@pytest.fixture(scope="module", params=sorted(reference.PRESETS))
+@pytest.fixture(scope="module", params=sorted(PRESETS))
 def built(request):
-    overrides, table = reference.PRESETS[request.param]
+    overrides, table, _, _ = PRESETS[request.param]
     cfg = _compose(overrides)
     torch.manual_seed(0)
     agent = build_agent(cfg, OBS, ACT, torch.device("cpu"))
@@ -79,7 +86,31 @@ def test_the_table_names_its_reference_commit(built):
     commit = cfg.algo.reference.split("@")[1]
     assert len(commit) == 40
     assert all(ref.source for ref in table)
-    assert reference.DEVIATIONS[name], "deliberate differences are listed with their reasons"
+    assert PRESETS[name][2], "deliberate differences are listed with their reasons"
+
+
+@pytest.mark.parametrize("name", [name for name, entry in sorted(PRESETS.items()) if entry[3]])
+def test_the_table_covers_the_reference_config(name):
+    _, table, deviations, keys = PRESETS[name]
+    named = [ref.key for ref in table] + [key for key, _ in deviations]
+    missing = [key for key in keys if not any(key in entry for entry in named)]
+    assert not missing, f"{name}: reference keys without a parity entry or a listed deviation: {missing}"
+
+
+@pytest.mark.parametrize("task", sorted(planet.ACTION_REPEATS))
+def test_planet_takes_its_action_repeat_per_task_and_trains_one_episode_per_100_updates(task):
+    cfg = _compose(["experiment=dmc_vision", "algo=planet", f"env.task={task}"])
+    repeat = planet.ACTION_REPEATS[task]
+    assert cfg.env.action_repeat == repeat
+    # 100 updates of 50 x 50 per 1000-frame episode of 1000 / repeat agent steps.
+    assert cfg.algo.train_ratio == 100 * 50 * 50 / (1000 / repeat)
+
+
+def test_an_explicit_action_repeat_wins_over_the_planet_table():
+    cfg = _compose(["experiment=dmc_vision", "algo=planet", "env.task=cartpole_swingup", "env.action_repeat=4"])
+    assert cfg.env.action_repeat == 4 and cfg.algo.train_ratio == 1000
+    other = _compose(["experiment=dmc_vision", "algo=dreamerv3", "env.task=cartpole_swingup"])
+    assert other.env.action_repeat == 2, "the table is PlaNet's, not every preset's"
 
 
 # The reference DMC config's learning-relevant keys (2411f7d configs.yaml
@@ -149,3 +180,39 @@ def test_the_2023_table_covers_the_reference_config():
     named = [ref.key for ref in reference.DREAMERV3_2023] + [key for key, _ in reference.DEVIATIONS["dreamerv3_2023"]]
     missing = [key for key in LEARNING_KEYS_2023 if not any(key in entry for entry in named)]
     assert not missing, f"reference keys without a parity entry or a listed deviation: {missing}"
+
+
+def _reference_dreamerv1_action_std(features: np.ndarray, action_dim: int, rng: np.random.Generator) -> float:
+    """The reference's ActionDecoder at initialisation, in numpy (56d4d44 models.py:143-169):
+    4 Keras Dense(400, elu) layers and Dense(2 A), glorot-uniform kernels and zero biases;
+    tanh(Normal(5 tanh(m / 5), softplus(s + softplus^-1(5)) + 1e-4))."""
+
+    def glorot(fan_in, fan_out):
+        limit = np.sqrt(6 / (fan_in + fan_out))
+        return rng.uniform(-limit, limit, (fan_in, fan_out))
+
+    x = features
+    for _ in range(4):
+        x = x @ glorot(x.shape[1], 400)
+        x = np.where(x > 0, x, np.expm1(np.minimum(x, 0)))
+    out = x @ glorot(400, 2 * action_dim)
+    mean, raw_std = out[:, :action_dim], out[:, action_dim:]
+    mean = 5 * np.tanh(mean / 5)
+    std = np.logaddexp(0, raw_std + np.log(np.expm1(5.0))) + 1e-4
+    action = np.tanh(mean + std * rng.standard_normal(mean.shape))
+    return float(action.std(0).mean())
+
+
+def test_dreamerv1_actor_explores_like_the_reference_at_initialisation():
+    # A tanh-squashed normal of std 5 puts most actions near the bounds: the
+    # reference's agents start by exploring the whole action range.
+    cfg = _compose(PRESETS["dreamerv1"][0])
+    torch.manual_seed(0)
+    actor = build_agent(cfg, OBS, ACT, torch.device("cpu")).behavior.actor
+    features = torch.randn(8192, actor.head.trunk.net[0].in_features)
+    with torch.no_grad():
+        ours = float(actor(features).sample().std(0).mean())
+    rng = np.random.default_rng(0)
+    reference_std = np.mean([_reference_dreamerv1_action_std(features.numpy().astype(np.float64), ACT.shape[0], rng) for _ in range(3)])
+    assert abs(ours - reference_std) < 0.03 * reference_std, (ours, reference_std)
+    assert reference_std > 0.8  # far wider than a unit normal clipped to [-1, 1] would start

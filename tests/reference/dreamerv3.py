@@ -16,29 +16,16 @@ Commits (danijar/dreamerv3):
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Callable
+from reference.common import Ref
+from reference.common import out_scale as _out_scale
 
 C23 = "423291a:dreamerv3/configs.yaml"
 C24 = "2411f7d:dreamerv3/configs.yaml"
 H = "e3f0224:"
 
 
-@dataclass(frozen=True)
-class Ref:
-    key: str  # the reference's name for the setting
-    value: Any  # the reference's value
-    ours: str | Callable  # config path, or agent -> value
-    source: str  # commit:file key/line
-    rel: float = 0.0  # relative tolerance for floats
-
-
 def _rssm(agent):
     return agent.world_model.rssm
-
-
-def _out_scale(layer):
-    return getattr(layer, "outscale", None)
 
 
 # --------------------------------------------------------------------------- 2024

@@ -1,0 +1,1 @@
+"""Parity tables: every learning-relevant setting of each preset against its reference code."""
