@@ -184,7 +184,7 @@ def test_default_overlay_is_the_published_curve_of_the_same_agent_version(tmp_pa
     (line,) = [line for line in lines if line.startswith("overlaying published")]
     assert f"{algo} ({origin}, baselines/dmc_vision/{algo}.json.gz) for runs of algo {algo}" \
         in line
-    # PlaNet's published numbers are final scores (5M frames), drawn at every budget.
+    # PlaNet's published numbers are one score per task at 1M frames.
     expected = {"dreamerv3": 960, "dreamerv3_2023": 963, "dreamerv1": 955, "planet": 951}[algo]
     assert table.values[0, -1] == pytest.approx(expected, abs=1)
 

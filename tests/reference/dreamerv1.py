@@ -99,9 +99,10 @@ DEVIATIONS = [
      "the frames (train_ratio 500), so the update count matches at every burst and never lags it."),
     ("losses from one forward pass", "The reference computes the model, actor and value losses before any step; we "
      "imagine with the freshly updated model (as DreamerV2 does), one model step later."),
-    ("replay windows", "The reference samples a random stored episode, then a window inside it, from finished "
-     "episodes only; we sample windows uniformly over all stored steps, the running episode included, and reset "
-     "the latent state where a window crosses an episode start."),
+    ("replay windows", "The reference samples a random finished episode, then a window inside it; we sample windows "
+     "uniformly over the stored steps (an episode is stored when it ends, so also only finished ones; with "
+     "equal-length DMC episodes this is the same distribution), except that a window may run on into the next "
+     "episode, where is_first resets the latent state."),
     ("GRU gate formulation", "Keras' GRUCell (reset after the recurrent matmul, TensorFlow 2 default) and "
      "torch.nn.GRUCell compute the same function."),
     ("dataset_balance False", "uniform sampling, as ours."),

@@ -100,8 +100,9 @@ TABLE = [
 DEVIATIONS = [
     ("precision 16", "fp32 on CPU; bf16 autocast on CUDA via fast.bf16=auto, which needs no loss scaling."),
     ("replay (ongoing False, minlen = maxlen = 50)", "The reference samples a random finished episode, then a window "
-     "inside it; we sample windows uniformly over all stored steps, the running episode included, and reset the "
-     "latent state where a window crosses an episode start."),
+     "inside it; we sample windows uniformly over the stored steps (an episode is stored when it ends, so also only "
+     "finished ones; with equal-length DMC episodes the same distribution), except that a window may run on into "
+     "the next episode, where is_first resets the latent state."),
     ("first target copy", "The reference copies the critic into the target after the first update; ours starts as a "
      "copy of the initial critic. Both then copy every 100 updates."),
     ("slow_baseline", "Set in the reference's config but never read by its code."),

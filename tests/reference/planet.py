@@ -81,11 +81,12 @@ DEVIATIONS = [
     ("GRUBlockCell", "TensorFlow's block GRU applies the reset gate before the recurrent matmul and starts its gate "
      "biases at 1; we use torch.nn.GRUCell (reset after the matmul) with Keras' zero biases."),
     ("loader recent", "The reference draws episodes uniformly, with a mild recency bias past 500 episodes, then a "
-     "random window inside; we sample windows uniformly over all stored steps, the running episode included."),
+     "random window inside; we sample windows uniformly over the stored (finished) episodes' steps, and a window may "
+     "run on into the next episode, where is_first resets the latent state."),
     ("test episodes", "The reference collects 5 random and then one noise-free episode per 1000 updates into a "
      "separate test set it never trains on; we evaluate every eval_every frames and do not store evaluation episodes."),
-    ("max_steps 5e7", "experiment=dmc_vision runs 1M frames; PlaNet's published numbers are final scores at 5e6 "
-     "frames (baselines/dmc_vision/planet.json.gz)."),
+    ("max_steps 5e7", "experiment=dmc_vision runs 1M frames, the budget of the PlaNet scores we compare with "
+     "(planet_1e6 of danijar/dreamer scores/baselines.json, baselines/dmc_vision/planet.json.gz)."),
 ]
 
 # The reference's learning-relevant `default` parameters and task facts.
