@@ -224,7 +224,9 @@ class ImaginationBehavior(nn.Module):
 
         policy = self.actor(t["actor_feat"].detach())
         logp = policy.log_prob(t["actor_action"].detach())
-        entropy = policy.entropy()
+        # Without a bonus the entropy is a metric only; DreamerV1's sample estimate is costly to differentiate.
+        with torch.set_grad_enabled(bool(self.entropy) and torch.is_grad_enabled()):
+            entropy = policy.entropy()
         objective = -logp * advantage.detach()
         if backprop:
             objective = self.dynamics_weight * -advantage + (1 - self.dynamics_weight) * objective

@@ -57,8 +57,10 @@ def test_every_preset_trains_on_real_dmc_from_pixels(tmp_path, algo):
         f"algo={algo}",
         "env=dmc",
         "env.task=cartpole_balance",
-        "env.size=[32,32]",
+        # The unpadded CNN of PlaNet, DreamerV1 and V2 is built for 64 x 64 frames.
+        "env.size=[32,32]" if algo == "dreamerv3" else "env.size=[64,64]",
         "env.parallel=false",
+        "env.action_repeat=2",  # PlaNet's own table would give cartpole 8: too few agent steps to train here
         "env.time_limit=60",
         "steps=120",
         "prefill=60",
@@ -230,6 +232,17 @@ def test_train_ratio_is_replayed_steps_per_agent_step(tmp_path):
     assert counters.frames == 400
     records = read_metrics(tmp_path)
     assert [r["episode/length"] for r in records if "episode/length" in r][0] == 20
+
+
+def test_pretrain_updates_come_once_when_training_starts_and_not_again_on_resume(tmp_path):
+    agent = _CountingAgent()
+    counters = _trainer(tmp_path, agent, pretrain=25).run()
+    trained_steps = agent.acted - agent.acted_at_first_update + 2
+    assert agent.updates == 25 + trained_steps * 32 // (2 * 8)
+    assert counters.pretrained
+    resumed = _CountingAgent()
+    counters = _trainer(tmp_path, resumed, pretrain=25, steps=440).run()
+    assert resumed.updates == agent.updates + 40 * 32 // (2 * 8)  # no second pretrain
 
 
 def test_persistent_nonfinite_losses_stop_the_run_after_saving(tmp_path):
