@@ -18,7 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 import envs
 from behavior.imagination import ImaginationBehavior
 from behavior.planner import CEMPlanner
-from dreamer import fast
+from dreamer import fast, validate
 from dreamer.agent import Agent, OptimConfig, resolve_device
 from dreamer.distributed import Distributed, NullLogger, detect_launch, replay_dir, run_trainer
 from dreamer.logger import Logger
@@ -151,6 +151,7 @@ def run(cfg: DictConfig, run_dir: str | Path | None = None):
 
         run_dir = HydraConfig.get().runtime.output_dir
     run_dir = Path(run_dir)
+    validate.check(cfg)
     ranks = start_distributed(cfg)
     rank, is_main = (ranks.rank, ranks.is_main) if ranks else (0, True)
     if ranks:
@@ -158,8 +159,11 @@ def run(cfg: DictConfig, run_dir: str | Path | None = None):
         run_dir = Path(ranks.from_main(str(run_dir)))
     seed_everything(int(cfg.seed) + rank)
     device = ranks.device if ranks else resolve_device(str(cfg.device))
-    train_fns, eval_fn, parallel = env_setup(cfg.env, int(cfg.seed), rank)
-    obs_space, act_space = env_spaces(eval_fn)
+    try:
+        train_fns, eval_fn, parallel = env_setup(cfg.env, int(cfg.seed), rank)
+        obs_space, act_space = env_spaces(eval_fn)
+    except ValueError as error:  # an unknown suite, task or option: the message lists the valid ones
+        raise validate.ConfigError(f"env.suite={cfg.env.suite} env.task={cfg.env.task}: {error}") from error
     agent = build_agent(cfg, obs_space, act_space, device)
     if ranks:
         ranks.setup_agent(agent)
