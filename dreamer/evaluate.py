@@ -30,8 +30,8 @@ def evaluate(run_dir: str | Path, episodes: int = 10, device: str = "auto", out:
     if not config_path.exists():
         raise ckpt.CheckpointError(f"{run_dir} is not a run directory: {config_path} is missing")
     cfg = OmegaConf.load(config_path)
-    state = ckpt.load(run_dir / "checkpoint.pt")
-    ckpt.check_compatible(state["config"], compatibility_slice(cfg), run_dir / "checkpoint.pt")
+    state, used = ckpt.load_latest(run_dir / "checkpoint.pt")  # checkpoint.prev.pt if checkpoint.pt is damaged
+    ckpt.check_compatible(state["config"], compatibility_slice(cfg), used)
     seed_everything(int(cfg.seed))
     _, eval_fn, _ = env_setup(cfg.env, int(cfg.seed))
     obs_space, act_space = env_spaces(eval_fn)

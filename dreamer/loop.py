@@ -123,18 +123,19 @@ class Trainer:
     def restore(self) -> bool:
         """Resume from the run directory's checkpoint and replay, if any."""
         loaded = self.replay.load()
-        if not self.checkpoint_path.exists():
+        if not (self.checkpoint_path.exists() or ckpt.previous_path(self.checkpoint_path).exists()):
             if loaded:
                 print(f"[dreamer] no checkpoint; reloaded {loaded} replay steps from {self.run_dir / 'replay'}")
             return False
-        state = ckpt.load(self.checkpoint_path)
-        ckpt.check_compatible(state["config"], self.config_slice, self.checkpoint_path)
+        # Falls back to checkpoint.prev.pt, with a warning, if checkpoint.pt is missing or damaged.
+        state, used = ckpt.load_latest(self.checkpoint_path)
+        ckpt.check_compatible(state["config"], self.config_slice, used)
         self.agent.load_checkpoint_state(state["agent"])
         self.counters = Counters(**state["counters"])
         if self.is_main:  # other ranks keep their own seeds, so their noise differs
             ckpt.restore_rng(state["rng"], self.rng)
         print(
-            f"[dreamer] resumed from {self.checkpoint_path}: {self.counters.frames} frames, "
+            f"[dreamer] resumed from {used}: {self.counters.frames} frames, "
             f"{self.counters.updates} updates, {loaded} replay steps reloaded"
         )
         return True

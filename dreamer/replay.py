@@ -240,11 +240,25 @@ class Replay:
         stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%S%f")
         name = f"{stamp}-{next(self._counter):08d}-{info.episode}-{info.start}-{info.length}.npz"
         temporary = self._directory / f"{name}.tmp"
-        with open(temporary, "wb") as file:
-            np.savez_compressed(file, **chunk)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, self._directory / name)
+        try:
+            with open(temporary, "wb") as file:
+                np.savez_compressed(file, **chunk)
+                file.flush()
+                os.fsync(file.fileno())
+            os.replace(temporary, self._directory / name)
+        except BaseException as error:
+            # Never leave a partial chunk behind; earlier chunks are separate files and stay intact.
+            try:
+                temporary.unlink(missing_ok=True)
+            except OSError:
+                pass
+            if isinstance(error, OSError):
+                message = (
+                    f"cannot write replay chunk {self._directory / name}: {error.strerror or error}; "
+                    "the partial file was removed and earlier chunks are intact"
+                )
+                raise (OSError(message) if error.errno is None else OSError(error.errno, message)) from error
+            raise
         self._written.add(name)
 
     def _read(self, path: Path) -> tuple[dict[str, np.ndarray], _ChunkInfo] | None:
