@@ -163,7 +163,9 @@ def test_evaluate_writes_scores_and_video(tmp_path, capsys):
     assert len(scores["scores"]) == 2 and scores["frames"] >= 120
     assert (tmp_path / "eval_video.mp4").stat().st_size > 1000
     assert "2 episodes: score" in capsys.readouterr().out
-    (tmp_path / "checkpoint.pt").write_bytes(b"\0" * 10)
+    # Damage both files: evaluation would otherwise fall back to checkpoint.prev.pt, if a save rotated one.
+    for name in ("checkpoint.pt", "checkpoint.prev.pt"):
+        (tmp_path / name).write_bytes(b"\0" * 10)
     assert evaluate_main([str(tmp_path)]) == 2
     assert "corrupt" in capsys.readouterr().err
 
