@@ -5,33 +5,23 @@
     python train.py experiment=dmc_vision env.task=walker_walk seed=3
     python train.py -m env.task=walker_walk,cheetah_run seed=0,1,2 hydra/launcher=submitit_local
 
-Re-running a command with the same ``hydra.run.dir`` resumes that run.
+Re-running a command with the same ``hydra.run.dir`` resumes that run. A
+mistake in what was asked for (a bad override or setting, an unknown task, a
+damaged checkpoint) ends in one ``error:`` line and exit status 2;
+``HYDRA_FULL_ERROR=1`` shows the traceback.
 """
-
-import os
-import sys
 
 import hydra
 from omegaconf import DictConfig
 
-from dreamer.checkpoint import CheckpointError
+from dreamer.cli import report_user_errors
 from dreamer.run import run
-from dreamer.validate import ConfigError
-
-# Mistakes in what was asked for: one line and exit status 2, no traceback
-# (HYDRA_FULL_ERROR=1 shows it).
-USER_ERRORS = (ConfigError, CheckpointError)
 
 
 @hydra.main(config_path="configs", config_name="config", version_base="1.3")
+@report_user_errors
 def main(cfg: DictConfig) -> None:
-    try:
-        run(cfg)
-    except USER_ERRORS as error:
-        if os.environ.get("HYDRA_FULL_ERROR") == "1":
-            raise
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
+    run(cfg)
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ import numpy as np
 from omegaconf import OmegaConf
 
 from dreamer import checkpoint as ckpt
+from dreamer.cli import USAGE_EXIT_STATUS, USER_ERRORS
 from dreamer.agent import resolve_device
 from dreamer.loop import evaluate_episodes
 from dreamer.run import build_agent, compatibility_slice, env_setup, env_spaces, seed_everything
@@ -75,9 +76,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--episodes must be at least 1, got {args.episodes}")
     try:
         summary = evaluate(args.run_dir, args.episodes, args.device, args.out)
-    except ckpt.CheckpointError as error:
+    except USER_ERRORS as error:
         print(f"error: {error}", file=sys.stderr)
-        return 2
+        return USAGE_EXIT_STATUS
     print(
         f"[evaluate] {summary['episodes']} episodes: score {summary['mean']:.1f} +- {summary['std']:.1f} "
         f"(min {min(summary['scores']):.1f}, max {max(summary['scores']):.1f})"

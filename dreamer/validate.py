@@ -105,12 +105,32 @@ def problems(cfg: DictConfig) -> list[str]:
         found.append(
             f"prefill={prefill} frames ({prefill // repeat} agent steps) does not fit replay_capacity={capacity} steps"
         )
+    found += _image_size_problems(cfg)
     policy = _select(cfg, "algo.policy")
     if policy not in ("actor", "planner"):
         found.append(f"algo.policy={policy!r}: must be actor or planner")
     elif _select(cfg, f"algo.{'behavior' if policy == 'actor' else 'planner'}") is None:
         found.append(f"algo.policy={policy} needs the algo.{'behavior' if policy == 'actor' else 'planner'} settings")
     return found
+
+
+def _image_size_problems(cfg: DictConfig) -> list[str]:
+    """env.size must be one the image encoder and decoder can take."""
+    from world_model.networks import DEFAULT_MULTS, VALID_IMAGE_SIZE, check_image_size
+
+    size = _select(cfg, "env.size")
+    if size is None or _select(cfg, "env.image") is False:
+        return []
+    model = {**(_select(cfg, "model") or {}), **(_select(cfg, "algo.world_model") or {})}
+    if model.get("image_resize") == "valid":
+        if tuple(size) != VALID_IMAGE_SIZE:
+            return [f"env.size={size}: image_resize=valid (this preset's reference layout) takes 64x64 images only"]
+        return []
+    try:
+        check_image_size(*size, len(model.get("cnn_mults") or DEFAULT_MULTS))
+    except ValueError as error:
+        return [f"env.size={size}: {error}"]
+    return []
 
 
 def check(cfg: DictConfig) -> None:

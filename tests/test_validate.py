@@ -10,6 +10,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 from conftest import REPO, compose_config
+from dreamer.cli import one_line
 from dreamer.validate import ConfigError, check, problems
 
 PRESETS = ["dreamerv3", "dreamerv3_2023", "dreamerv2", "dreamerv1", "planet"]
@@ -79,6 +80,50 @@ def test_user_mistakes_end_in_one_line_and_exit_status_2():
     assert len(unknown_task.stderr.strip().splitlines()) == 1
     traced = _train("steps=-1", full_error=True)
     assert traced.returncode != 0 and "Traceback" in traced.stderr
+
+
+@pytest.mark.parametrize(
+    "override, says",
+    [
+        ("algo=nope", "Could not find 'algo/nope'; Available options in 'algo': dreamerv1, dreamerv2, dreamerv3,"),
+        ("model=huge", "Available options in 'model': 100m, 12m"),
+        ("stepz=10", "Could not override 'stepz'"),
+        ("+x=[1", "cannot parse the override '+x=[1'"),
+        ("env.size=[3,3]", "env.size=[3, 3]: image size 3x3 is not supported with 4 stages"),
+    ],
+)
+def test_hydra_and_model_mistakes_end_in_one_line_and_exit_status_2(override, says):
+    result = _train(override)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and says in lines[0], result.stderr
+
+
+def test_full_error_shows_hydras_trace_too():
+    result = _train("algo=nope", full_error=True)
+    assert result.returncode != 0 and "Traceback" in result.stderr
+
+
+def test_a_mistake_in_a_sweep_names_the_job_after_every_job_ran(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "train.py", "-m", "experiment=debug", "steps=-1,-2", f"hydra.sweep.dir={tmp_path}"],
+        cwd=REPO, capture_output=True, text=True, env={**os.environ, "HYDRA_FULL_ERROR": "0"}, timeout=300,
+    )
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-2:] == [
+        "Error executing job with overrides: ['experiment=debug', 'steps=-1']",
+        "error: invalid settings: steps=-1: must be an integer > 0 (frames)",
+    ]
+    assert "#1 : experiment=debug steps=-2" in result.stdout + result.stderr
+
+
+def test_hydra_messages_become_one_line():
+    message = (
+        "In 'config': Could not find 'algo/nope'\n\nAvailable options in 'algo':\n\tdreamerv1\n\tplanet\n"
+        "Config search path:\n\tprovider=hydra, path=pkg://hydra.conf"
+    )
+    assert one_line(message) == "In 'config': Could not find 'algo/nope'; Available options in 'algo': dreamerv1, planet"
 
 
 def test_third_party_start_up_logs_are_quiet():
