@@ -157,6 +157,25 @@ def test_report_video_layout_and_marks():
         model.report(data, context=8)
 
 
+def test_report_imagines_a_new_episode_from_the_initial_state():
+    # A replayed sequence that crosses into the next episode: the imagined frames
+    # after the boundary must not continue the previous episode's state.
+    shapes = OBS["image"]
+    model = WorldModel(shapes, 2, **TINY)
+    data = make_batch(shapes, 2, 8)
+    data["is_first"][:, 5] = True
+    data["action"][:, 5] = 0
+    other = {k: v.clone() for k, v in data.items()}
+    other["image"][:, :5] = 255 - other["image"][:, :5]
+    other["action"][:, 1:5] = -other["action"][:, 1:5]
+    videos = []
+    for batch in (data, other):
+        torch.manual_seed(1)
+        videos.append(model.report(batch, context=3)["openloop"])
+    assert not np.array_equal(videos[0][3:5], videos[1][3:5])  # before the boundary the context matters
+    np.testing.assert_array_equal(videos[0][5:], videos[1][5:])
+
+
 def test_model_size_configs_are_constructor_arguments():
     params = inspect.signature(WorldModel).parameters
     sizes = {}

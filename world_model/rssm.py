@@ -323,11 +323,14 @@ class RSSM(nn.Module):
         policy_or_actions: Callable[[State], Tensor] | Tensor,
         horizon: int,
         sample: bool = True,
+        is_first: Tensor | None = None,
     ) -> State | tuple[State, Tensor]:
         """Roll the prior forward ``horizon`` steps from ``state`` (B, ...).
 
         With an action tensor (B, H, A), returns the H successor states
-        (B, H, ...); step h applies ``actions[:, h]``. With a policy, a callable
+        (B, H, ...); step h applies ``actions[:, h]``. ``is_first`` (B, H),
+        for replayed actions, starts a new episode from the initial state
+        where it is True, as ``observe`` does. With a policy, a callable
         ``state -> action`` (B, A) (gradients kept), returns ``(states,
         actions)`` where ``actions[:, h]`` (B, H, A) was chosen in the state
         before ``states[:, h]`` (the start state for h = 0) and led to it.
@@ -336,10 +339,17 @@ class RSSM(nn.Module):
             actions = policy_or_actions
             if actions.dim() != 3 or actions.shape[1] < horizon:
                 raise ValueError(f"imagine needs actions (B, H>={horizon}, A), got {tuple(actions.shape)}")
+            keep = None
+            if is_first is not None:
+                keep = (~is_first[:, :horizon].bool()).to(actions.dtype).unsqueeze(-1)
+                actions, init = actions[:, :horizon] * keep, self.initial(actions.shape[0])
             action_in = self.action_in(actions[:, :horizon])
             deter, stoch = state["deter"], state["stoch"]
             deters, stochs, stats = [], [], []
             for h in range(horizon):
+                if keep is not None:
+                    deter = keep[:, h] * deter + (1 - keep[:, h]) * init["deter"]
+                    stoch = keep[:, h] * stoch + (1 - keep[:, h]) * init["stoch"]
                 deter = self._core(deter, stoch, action_in[:, h])
                 step_stats = self._stats(self.prior_stats(self.img_out(deter)))
                 stoch = self._draw(step_stats, sample)

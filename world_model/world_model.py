@@ -296,7 +296,8 @@ class WorldModel(nn.Module):
         """Open-loop predictions for the first ``num`` sequences of ``batch``.
 
         The first ``context`` steps are filtered (posterior), the rest are
-        imagined from the recorded actions. Returns ``openloop``, a uint8
+        imagined from the recorded actions; where a new episode starts among
+        them, its imagination starts from the initial state. Returns ``openloop``, a uint8
         video (T, 3H, N*W, 3) with rows truth / model / error and sequences
         side by side, model frames framed green (observed) or red (imagined),
         for the first image key; and 0-dim float arrays
@@ -312,7 +313,10 @@ class WorldModel(nn.Module):
         embed = self.encoder.embed({k: v[:, :context] for k, v in truths.items()})
         post, _ = self.rssm.observe(None, embed, batch["action"][:n, :context], batch["is_first"][:n, :context])
         last = {k: v[:, -1] for k, v in post.items()}
-        prior = self.rssm.imagine(last, batch["action"][:n, context:], length - context)
+        # A sequence that crosses into the next episode is imagined from the initial state on.
+        prior = self.rssm.imagine(
+            last, batch["action"][:n, context:], length - context, is_first=batch["is_first"][:n, context:]
+        )
         feat = torch.cat([self.rssm.feat(post), self.rssm.feat(prior)], 1)
         preds = {k: d.mean for k, d in self.decoder(feat).items()}
         out: dict[str, np.ndarray] = {}
