@@ -1,10 +1,13 @@
 """The agent: acting with a filtered latent state, and one update step.
 
 Protocol (all arrays numpy, N environments, B x T replayed sequences):
-- ``act(obs, state, mode) -> (action (N, A) float32, state)``: ``obs`` holds
-  the adapters' keys with a leading N axis; ``state`` is None at the start or
-  what the previous call returned; ``mode`` is ``train`` (exploration),
-  ``eval`` (no exploration) or ``random`` (uniform actions for prefill).
+- ``act(obs, state, mode, track=True) -> (action (N, A) float32, state)``:
+  ``obs`` holds the adapters' keys with a leading N axis; ``state`` is None at
+  the start or what the previous call returned; ``mode`` is ``train``
+  (exploration), ``eval`` (no exploration) or ``random`` (uniform actions for
+  prefill). In ``random`` mode the state still follows the observations, so
+  the policy takes over mid-episode from the filtered state; ``track=False``
+  skips that for runs that never use the policy.
 - ``update(batch) -> metrics``: one world-model step and one behaviour step
   on a replayed batch of (B, T, ...) arrays. Non-finite losses skip the step.
 - ``report(batch) -> (videos, metrics)``: the world model's open-loop video.
@@ -170,11 +173,11 @@ class Agent(nn.Module):
 
     # -------------------------------------------------------------------- act
     @torch.no_grad()
-    def act(self, obs: dict[str, np.ndarray], state=None, mode: str = "train"):
+    def act(self, obs: dict[str, np.ndarray], state=None, mode: str = "train", track: bool = True):
         if mode not in ("train", "eval", "random"):
             raise ValueError(f"unknown act mode {mode!r}; allowed: train, eval, random")
         count = len(obs["is_first"])
-        if mode == "random":
+        if mode == "random" and not track:
             return random_actions(count, self.action_dim, self.discrete).numpy(), None
         data = self._tensors({k: v for k, v in obs.items() if k not in NON_MODEL_KEYS or k == "is_first"})
         wm = self.world_model
@@ -184,7 +187,9 @@ class Agent(nn.Module):
         with self._autocast():
             embed = wm.encode({k: v for k, v in data.items() if k != "is_first"})
             post, _ = wm.obs_step(latent, prev_action, embed, data["is_first"])
-            if self.planner is not None:
+            if mode == "random":
+                action = random_actions(count, self.action_dim, self.discrete).to(self.device)
+            elif self.planner is not None:
                 action = self.planner.plan(wm, post)
                 if mode == "train" and self.expl_noise > 0:
                     action = action + self.expl_noise * torch.randn_like(action)

@@ -186,11 +186,14 @@ class Trainer:
         prev_action = np.zeros((num, self.agent.action_dim), np.float32)
         scores, lengths = np.zeros(num), np.zeros(num, np.int64)
         window_frames, window_start = c.frames, time.time()
+        # During the prefill the agent still filters what it sees, so its first
+        # policy step continues the episode's state; a random-only run skips that.
+        track = s.prefill < s.steps
         while c.frames < s.steps:
             if self._any(self._stop_signal is not None)[0]:
                 raise StopRequested()
             mode = "random" if c.frames < s.prefill and len(self.replay) < s.prefill else "train"
-            action, policy_state = self.agent.act(obs, policy_state, mode)
+            action, policy_state = self.agent.act(obs, policy_state, mode, track=track)
             self._store(obs, prev_action, num)
             # Finished episodes are reset by the env on this step; their action is unused.
             prev_action = np.where(obs["is_last"][:, None], 0.0, action).astype(np.float32)
@@ -204,6 +207,13 @@ class Trainer:
             else:
                 obs = _stack(envs.step(list(action)))
             for worker in getattr(envs, "restarted", []):
+                seed = envs.seeds[worker] if hasattr(envs, "seeds") else None
+                print(
+                    f"[dreamer] environment worker {worker} restarted"
+                    + (f" with seed {seed}" if seed is not None else "")
+                    + "; its unfinished episode is not stored"
+                )
+                self.logger.scalar("env/restarts", sum(getattr(envs, "restart_counts", [1])))
                 self.replay.drop_partial(worker)
                 scores[worker], lengths[worker] = 0, 0
                 prev_action[worker] = 0

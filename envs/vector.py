@@ -3,10 +3,13 @@
 A worker that crashes (its process dies, or its environment raises anything
 but an ActionError) is restarted with a warning; its episode is lost, so the
 call returns a fresh first observation for it and lists it in ``restarted``.
+The restarted environment gets a new seed, so it does not replay the episodes
+its predecessor already produced.
 """
 
 from __future__ import annotations
 
+import functools
 import multiprocessing
 import signal
 import traceback
@@ -138,6 +141,20 @@ class _ProcessWorker:
         self._conn.close()
 
 
+# A restarted worker's seed is its first seed plus this times its restart count:
+# far enough apart never to repeat another worker's or the evaluator's seed.
+RESTART_SEED_STRIDE = 1_000_000
+
+
+def reseeded(env_fn: Callable[[], Env], restarts: int) -> tuple[Callable[[], Env], int | None]:
+    """The factory for a worker's ``restarts``-th restart and its seed (None where
+    the factory takes no ``seed`` keyword, as ``env_factories``' partials do)."""
+    if not (isinstance(env_fn, functools.partial) and "seed" in env_fn.keywords):
+        return env_fn, None
+    seed = env_fn.keywords["seed"] + RESTART_SEED_STRIDE * restarts
+    return functools.partial(env_fn, seed=seed), seed
+
+
 class VectorEnv:
     """``num_envs`` environments behind one interface.
 
@@ -153,8 +170,9 @@ class VectorEnv:
 
     A crashed worker is restarted (up to ``max_restarts`` times in a row);
     ``restarted`` lists the indices restarted during the last call, whose
-    partial episodes the caller should drop. ``timeout`` (seconds, None for no
-    limit) treats a worker that does not answer as crashed.
+    partial episodes the caller should drop, and ``seeds`` each worker's
+    current seed (see ``reseeded``). ``timeout`` (seconds, None for no limit)
+    treats a worker that does not answer as crashed.
     """
 
     def __init__(
@@ -171,6 +189,8 @@ class VectorEnv:
         self.timeout = timeout
         self.max_restarts = max_restarts
         self.restarted: list[int] = []
+        self.restart_counts = [0] * len(self._env_fns)
+        self.seeds = [reseeded(fn, 0)[1] for fn in self._env_fns]
         self._waiting = False
         self._workers = []
         try:
@@ -256,15 +276,19 @@ class VectorEnv:
 
     def _restart(self, index: int, crash: WorkerCrash) -> Obs:
         for attempt in range(1, self.max_restarts + 1):
+            self.restart_counts[index] += 1
+            env_fn, seed = reseeded(self._env_fns[index], self.restart_counts[index])
+            self.seeds[index] = seed
             warnings.warn(
-                f"Environment worker {index} crashed: {crash}. Restarting it (attempt {attempt} of "
-                f"{self.max_restarts}); its current episode is dropped.",
+                f"Environment worker {index} crashed: {crash}. Restarting it "
+                f"{'with seed ' + str(seed) if seed is not None else 'with its old seed'} (attempt {attempt} "
+                f"of {self.max_restarts}); its current episode is dropped.",
                 RuntimeWarning,
                 stacklevel=3,
             )
             self._close_quietly(self._workers[index])
             try:
-                self._workers[index] = self._start(self._env_fns[index])
+                self._workers[index] = self._start(env_fn)
                 self._workers[index].send("reset")
                 return self._workers[index].receive()
             except Exception as again:  # A local worker raises its own errors.

@@ -287,14 +287,16 @@ def test_crashed_worker_is_restarted_and_the_others_continue(parallel, hard):
     ]
     actions = np.zeros((2, 2), np.float32)
     with VectorEnv(factories, parallel=parallel) as envs:
-        envs.reset()
+        first = envs.reset()
         with pytest.raises(ActionError, match="environment 0"):
             envs.step([np.full(2, np.nan), np.zeros(2)])
-        assert envs.restarted == []
-        with pytest.warns(RuntimeWarning, match="worker 1 crashed"):
+        assert envs.restarted == [] and envs.seeds == [0, 1]
+        with pytest.warns(RuntimeWarning, match="worker 1 crashed.*with seed 1000001"):
             obs = envs.step(actions)
-        assert envs.restarted == [1]
+        assert envs.restarted == [1] and envs.seeds == [0, 1_000_001]
         assert obs[1]["is_first"] and not obs[0]["is_first"]
+        # The fresh seed starts a different episode than the crashed worker's first one.
+        assert not np.array_equal(obs[1]["image"], first[1]["image"])
         obs = envs.step(actions)
         assert envs.restarted == [] and not obs[1]["is_first"]
         processes = [worker._process for worker in envs._workers] if parallel else []

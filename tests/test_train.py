@@ -180,7 +180,7 @@ class _CountingAgent:
         self.updates, self.nonfinite, self.batches = 0, nonfinite, []
         self.acted, self.acted_at_first_update = 0, None
 
-    def act(self, obs, state, mode):
+    def act(self, obs, state, mode, track=True):
         self.acted += len(obs["is_first"])
         return np.zeros((len(obs["is_first"]), 2), np.float32), state
 
@@ -245,6 +245,68 @@ def test_pretrain_updates_come_once_when_training_starts_and_not_again_on_resume
     resumed = _CountingAgent()
     counters = _trainer(tmp_path, resumed, pretrain=25, steps=440).run()
     assert resumed.updates == agent.updates + 40 * 32 // (2 * 8)  # no second pretrain
+
+
+@pytest.mark.parametrize("algo", ["dreamerv3", "planet"])
+def test_the_policy_takes_over_from_the_state_filtered_during_prefill(algo):
+    import envs
+    from dreamer.loop import _stack
+    from dreamer.run import build_agent
+
+    cfg = compose_config(["experiment=debug", "device=cpu", f"algo={algo}", *(SMALL_PLANNER if algo == "planet" else [])])
+    env = envs.make_env("toy", "reach", size=tuple(cfg.env.size), seed=0)
+    agent = build_agent(cfg, env.obs_space, env.act_space, torch.device("cpu"))
+    obs, state = _stack([env.reset()]), None
+    for _ in range(4):
+        torch.manual_seed(3)
+        action, random_state = agent.act(obs, state, "random")
+        torch.manual_seed(3)
+        _, policy_state = agent.act(obs, state, "eval")
+        # A random step filters the observation exactly as a policy step does.
+        assert torch.equal(random_state[0]["deter"], policy_state[0]["deter"])
+        np.testing.assert_array_equal(random_state[1].numpy(), action)
+        state = random_state
+        obs = _stack([env.step(action[0])])
+    assert not torch.allclose(state[0]["deter"], agent.world_model.initial(1)["deter"])
+    assert agent.act(obs, None, "random", track=False)[1] is None
+    env.close()
+
+
+class _TrackingAgent(_CountingAgent):
+    def __init__(self):
+        super().__init__()
+        self.calls = []
+
+    def act(self, obs, state, mode, track=True):
+        self.calls.append((mode, track))
+        return super().act(obs, state, mode)
+
+
+@pytest.mark.parametrize("prefill, tracked", [(100, True), (400, False)])
+def test_prefill_steps_are_filtered_unless_the_run_is_random_only(tmp_path, prefill, tracked):
+    agent = _TrackingAgent()
+    _trainer(tmp_path, agent, prefill=prefill).run()
+    random_calls = [track for mode, track in agent.calls if mode == "random"]
+    assert random_calls and all(track == tracked for track in random_calls)
+    assert any(mode == "train" for mode, _ in agent.calls) == tracked
+
+
+def test_a_restarted_worker_is_logged_with_its_fresh_seed(tmp_path, capsys):
+    import functools
+
+    from envs import VectorEnv
+    from test_envs import crashing_toy
+
+    fns = [functools.partial(crashing_toy, seed=0, crash_at=30, hard=False)]
+    trainer = _trainer(tmp_path, _CountingAgent(), steps=100, prefill=50)
+    trainer.make_envs = lambda: VectorEnv(fns, parallel=False)
+    with pytest.warns(RuntimeWarning, match="worker 0 crashed"):
+        trainer.run()
+    out = capsys.readouterr().out
+    assert "[dreamer] environment worker 0 restarted with seed 1000000;" in out
+    assert "[dreamer] environment worker 0 restarted with seed 2000000;" in out
+    restarts = out.count("[dreamer] environment worker 0 restarted")
+    assert max(r["env/restarts"] for r in read_metrics(tmp_path) if "env/restarts" in r) == restarts
 
 
 def test_persistent_nonfinite_losses_stop_the_run_after_saving(tmp_path):
