@@ -213,7 +213,6 @@ class Trainer:
                     + (f" with seed {seed}" if seed is not None else "")
                     + "; its unfinished episode is not stored"
                 )
-                self.logger.scalar("env/restarts", sum(getattr(envs, "restart_counts", [1])))
                 self.replay.drop_partial(worker)
                 scores[worker], lengths[worker] = 0, 0
                 prev_action[worker] = 0
@@ -229,6 +228,7 @@ class Trainer:
                     self.logger.scalar("fps", (c.frames - window_frames) / elapsed)
                 window_frames, window_start = c.frames, time.time()
                 self.logger.scalar("replay/steps", len(self.replay))
+                self.logger.scalar("env/restarts", sum(getattr(envs, "restart_counts", [0])))
                 self.logger.scalar("train/updates", c.updates)
                 self.logger.write(c.frames)
             if s.eval_every and c.frames >= c.next_eval:

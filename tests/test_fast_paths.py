@@ -139,7 +139,7 @@ class _RecordingAgent:
     def __init__(self):
         self.sums = []
 
-    def act(self, obs, state, mode):
+    def act(self, obs, state, mode, track=True):
         return np.full((len(obs["is_first"]), 2), 0.5, np.float32), state
 
     def update(self, batch):

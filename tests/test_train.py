@@ -298,7 +298,7 @@ def test_a_restarted_worker_is_logged_with_its_fresh_seed(tmp_path, capsys):
     from test_envs import crashing_toy
 
     fns = [functools.partial(crashing_toy, seed=0, crash_at=30, hard=False)]
-    trainer = _trainer(tmp_path, _CountingAgent(), steps=100, prefill=50)
+    trainer = _trainer(tmp_path, _CountingAgent(), steps=100, prefill=50, log_every=10)
     trainer.make_envs = lambda: VectorEnv(fns, parallel=False)
     with pytest.warns(RuntimeWarning, match="worker 0 crashed"):
         trainer.run()
