@@ -15,17 +15,24 @@ measured faster on that device type (see docs/performance.md):
 - ``cuda_graphs``: capture the compiled step functions as CUDA graphs
   (torch.compile ``mode='reduce-overhead'``); CUDA only, needs ``compile``.
 - ``overlap_env``: let the environment workers step while the agent trains.
+- ``keep_memory``: glibc's allocator keeps freed memory for the next
+  allocation instead of handing large blocks back to the system (see
+  :func:`keep_freed_memory`).
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import os
 import sys
 from pathlib import Path
 
 import torch
 
-SWITCHES = ("compile", "bf16", "channels_last", "fused_optim", "prefetch", "cuda_graphs", "overlap_env")
+SWITCHES = (
+    "compile", "bf16", "channels_last", "fused_optim", "prefetch", "cuda_graphs", "overlap_env", "keep_memory",
+)
 OPTIONS = ("threads", "compile_cache")  # the other keys of the config's fast block
 VALUES = ("auto", True, False)
 
@@ -42,6 +49,9 @@ AUTO: dict[str, tuple[bool, bool]] = {
     "prefetch": (False, True),
     "cuda_graphs": (False, False),
     "overlap_env": (True, True),
+    # 22 s -> 11 s per world-model update at size s on 2 cores (docs/performance.md);
+    # on CUDA the host allocates little, and it has not been measured there.
+    "keep_memory": (True, False),
 }
 CUDA_ONLY = ("cuda_graphs",)
 
@@ -79,6 +89,41 @@ def set_threads(threads: int) -> None:
         raise ValueError(f"fast.threads={threads} must be >= 0")
     if threads:
         torch.set_num_threads(threads)
+
+
+# glibc mallopt parameters and their defaults (malloc.h).
+_M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4
+_DEFAULT_TRIM_THRESHOLD, _DEFAULT_MMAP_MAX = 128 * 1024, 65536
+_kept = False
+
+
+def keep_freed_memory(on: bool) -> bool:
+    """Make glibc keep freed memory in the process for reuse (``on``), or
+    restore its defaults. Returns whether the setting took effect.
+
+    By default glibc serves every block over 128 KiB-32 MiB with a fresh
+    ``mmap`` and unmaps it on free, so each of an update's activation tensors
+    (up to a gigabyte at 64 x 64 pixels) arrives as new pages the kernel must
+    fault in and zero, and half of the update's time went to the kernel.
+    With ``mmap`` off for allocations and trimming off, freed blocks go back
+    to the heap and the next update reuses them. The process keeps its peak
+    memory instead of returning it between updates. A no-op (False) where
+    the C library is not glibc.
+    """
+    global _kept
+    if not on and not _kept:
+        return False  # never changed in this process: leave glibc's own dynamic defaults
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    if on:
+        done = mallopt(_M_MMAP_MAX, 0) == 1 and mallopt(_M_TRIM_THRESHOLD, 2**31 - 1) == 1
+    else:
+        done = mallopt(_M_MMAP_MAX, _DEFAULT_MMAP_MAX) == 1 and mallopt(_M_TRIM_THRESHOLD, _DEFAULT_TRIM_THRESHOLD) == 1
+    _kept = on and done
+    return done
 
 
 def enable_compile_cache(directory: str | Path | None) -> None:

@@ -80,6 +80,7 @@ def build_agent(cfg: DictConfig, obs_space: dict, act_space, device: torch.devic
     optim = {name: OptimConfig(**_container(algo.optim[name])) for name in algo.optim}
     speed = fast.settings_from(cfg, device)
     fast.set_threads(int(cfg.get("fast", {}).get("threads", 0)))
+    fast.keep_freed_memory(speed["keep_memory"])
     agent = Agent(
         world_model,
         action_dim,
