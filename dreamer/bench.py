@@ -1,7 +1,9 @@
 """Throughput benchmark of the agent as training builds it.
 
-``python -m dreamer.bench [--size s] [--batch 16] [--length 64] [--horizon 15]
-[--fast-paths compile=true bf16=false ...]`` composes the Hydra config, builds
+``python -m dreamer.bench [KEY=VALUE ...] [--size s] [--batch 16] [--length 64]
+[--horizon 15] [--fast-paths compile=true bf16=false ...]`` composes the Hydra
+config (``KEY=VALUE`` are train.py's overrides, e.g. ``algo=dreamerv1
+model=xs``, and win over the options), builds
 the agent with :func:`dreamer.run.build_agent` (so the fast-path switches and
 model sizes are exactly those of training), times each part on a synthetic
 batch after a warm-up and prints the medians as JSON on stdout. Progress goes
@@ -11,7 +13,10 @@ Keys: ``world_model_updates_per_s``, ``behavior_updates_per_s``,
 ``imagined_states_per_s``, ``agent_updates_per_s``, ``agent_update_s``,
 ``policy_step_ms`` (act on one observation), ``env_steps_per_s`` (one
 worker), ``env_steps_per_s_workers`` (``--workers`` workers), ``peak_rss_mb``,
-``peak_cuda_mb`` (None without CUDA), plus the settings measured. With
+``peak_cuda_mb`` (None without CUDA), ``trainable_parameters_m`` and
+``frozen_parameters_m`` (the slow critic), ``ops_per_update`` (ATen
+operators dispatched in one full update, from the profiler), plus the
+settings measured. With
 ``--profile N``, ``profile`` lists the N operators with the most self time in
 one full update (``torch.profiler``), as ``{op, calls, self_s, share}``.
 """
@@ -44,25 +49,26 @@ def log(message: str) -> None:
 
 
 def compose_config(size: str, batch: int, length: int, horizon: int, device: str, env: str, overrides=()):
-    """The training config for these settings (``env`` as ``suite:task``)."""
+    """The training config for these settings (``env`` as ``suite:task``);
+    ``overrides`` are Hydra overrides and win over the options above."""
     suite, _, task = env.partition(":")
     if not task:
         raise ValueError(f"--env {env!r} must look like suite:task, e.g. dmc:walker_walk or toy:reach")
-    args = [
-        # Without the env's default experiment (the quickstart for toy): the
-        # benchmark measures the env group's own settings at the given size.
-        "~experiment",
-        f"model={size}",
-        f"env={suite}",
-        f"env.task={task}",
-        f"algo.batch_size={batch}",
-        f"algo.batch_length={length}",
-        f"algo.behavior.horizon={horizon}",
-        f"device={device}",
-        *overrides,
-    ]
+    overrides = list(overrides)
+    given = {item.lstrip("+~").partition("=")[0] for item in overrides}
+    options = {"model": size, "env": suite, "env.task": task, "algo.batch_size": batch,
+               "algo.batch_length": length, "device": device}
+    if "env" in given:
+        options.pop("env.task")  # another suite brings its own default task
+    # Without the env's default experiment (the quickstart for toy): the
+    # benchmark measures the env group's own settings at the given size.
+    args = ["~experiment", *(f"{k}={v}" for k, v in options.items() if k not in given), *overrides]
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base=None):
-        return compose(config_name="config", overrides=args)
+        cfg = compose(config_name="config", overrides=args)
+    # A planner preset has no imagination horizon to set.
+    if cfg.algo.get("behavior") is not None and "algo.behavior.horizon" not in given:
+        cfg.algo.behavior.horizon = horizon
+    return cfg
 
 
 def synthetic_batch(obs_space: dict, act_space, batch: int, length: int, seed: int = 0) -> dict[str, np.ndarray]:
@@ -122,27 +128,50 @@ def env_steps_per_s(env_fns, parallel: bool, steps: int) -> float:
         return steps * count / (time.perf_counter() - start)
 
 
-def profile_update(agent, batch, top: int, device: torch.device) -> list[dict]:
-    """The ``top`` operators by self time (CUDA time on a GPU) in one full update."""
+def profile_update(agent, batch, top: int, device: torch.device) -> tuple[int, list[dict]]:
+    """One full update under ``torch.profiler``: the number of ATen operators
+    it dispatched (nested calls included; a proxy for launch overhead that a
+    CPU can measure) and the ``top`` operators by self time (CUDA time on a GPU)."""
     from torch.profiler import ProfilerActivity, profile
 
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
     with profile(activities=activities) as prof:
         agent.update(batch)
         _sync(device)
+    averages = prof.key_averages()
+    dispatched = sum(e.count for e in averages if e.key.startswith("aten::"))
     attr = "self_device_time_total" if device.type == "cuda" else "self_cpu_time_total"
-    events = [e for e in prof.key_averages() if getattr(e, attr) > 0]
+    events = [e for e in averages if getattr(e, attr) > 0]
     total = sum(getattr(e, attr) for e in events)
     events.sort(key=lambda e: getattr(e, attr), reverse=True)
-    return [
+    return dispatched, [
         {"op": e.key, "calls": e.count, "self_s": getattr(e, attr) / 1e6, "share": getattr(e, attr) / total}
         for e in events[:top]
     ]
 
 
+def batch_shape(cfg) -> dict[str, int | None]:
+    """Sequences, steps and imagination horizon as composed (overrides included)."""
+    behavior = cfg.algo.get("behavior")
+    return {
+        "batch": int(cfg.algo.batch_size),
+        "length": int(cfg.algo.batch_length),
+        "horizon": int(behavior.horizon) if behavior is not None else None,
+    }
+
+
+def parameter_counts(agent) -> dict[str, float]:
+    """Millions of parameters the optimisers train, and of frozen copies (the slow critic)."""
+    trainable = sum(p.numel() for p in agent.parameters() if p.requires_grad)
+    frozen = sum(p.numel() for p in agent.parameters() if not p.requires_grad)
+    return {"trainable_parameters_m": round(trainable / 1e6, 3), "frozen_parameters_m": round(frozen / 1e6, 3)}
+
+
 def build(args, overrides) -> tuple:
     """``(cfg, device, agent, train_fns, obs_space, act_space)`` as training builds them."""
-    cfg = compose_config(args.size, args.batch, args.length, args.horizon, args.device, args.env, overrides)
+    cfg = compose_config(
+        args.size, args.batch, args.length, args.horizon, args.device, args.env, [*args.overrides, *overrides]
+    )
     device = resolve_device(str(cfg.device))
     train_fns, eval_fn, _ = env_setup(cfg.env, int(cfg.seed))
     obs_space, act_space = env_spaces(eval_fn)
@@ -153,18 +182,19 @@ def build(args, overrides) -> tuple:
 def measure(args) -> dict:
     cfg, device, agent, train_fns, obs_space, act_space = build(args, [f"fast.{item}" for item in args.fast_paths])
     settings = fast.settings_from(cfg, device)
-    log(f"size {args.size}, batch {args.batch}x{args.length}, horizon {args.horizon}, device {device}, {settings}")
-    batch = synthetic_batch(obs_space, act_space, args.batch, args.length)
+    shape = batch_shape(cfg)
+    log(f"{' '.join(args.overrides) or 'defaults'}, size {args.size}, batch {shape['batch']}x{shape['length']}, "
+        f"horizon {shape['horizon']}, device {device}, {settings}")
+    batch = synthetic_batch(obs_space, act_space, shape["batch"], shape["length"])
     wm = agent.world_model
     out = {
-        "size": args.size,
-        "batch": args.batch,
-        "length": args.length,
-        "horizon": args.horizon,
+        "overrides": list(args.overrides),
+        "size": next((o.partition("=")[2] for o in args.overrides if o.startswith("model=")), args.size),
+        **shape,
         "device": str(device),
         "threads": torch.get_num_threads(),
         "fast_paths": settings,
-        "parameters_m": round(sum(p.numel() for p in agent.parameters()) / 1e6, 3),
+        **parameter_counts(agent),
     }
     data = agent._tensors(batch)
 
@@ -195,15 +225,16 @@ def measure(args) -> dict:
         log("behaviour update")
         seconds = timed(behavior_step, args.repeats, args.warmup, device)
         out["behavior_updates_per_s"] = 1 / seconds
-        out["imagined_states_per_s"] = len(start["deter"]) * args.horizon / seconds
+        out["imagined_states_per_s"] = len(start["deter"]) * shape["horizon"] / seconds
 
     log("full agent update")
     seconds = timed(lambda: agent.update(batch), args.repeats, args.warmup, device)
     out["agent_updates_per_s"] = 1 / seconds
     out["agent_update_s"] = seconds
+    log("profile of one full update")
+    out["ops_per_update"], top = profile_update(agent, batch, args.profile, device)
     if args.profile > 0:
-        log("profile of one full update")
-        out["profile"] = profile_update(agent, batch, args.profile, device)
+        out["profile"] = top
 
     log("policy step")
     obs = {k: v[:1, 0] for k, v in batch.items() if k not in ("action", "reward")}
@@ -237,8 +268,9 @@ def compare(args) -> dict:
     results = {}
     for name in ("plain", *MODEL_SWITCHES):
         switches = [f"fast.{s}={'true' if s == name else 'false'}" for s in fast.SWITCHES]
-        _, device, agent, _, obs_space, act_space = build(args, switches)
-        batch = synthetic_batch(obs_space, act_space, args.batch, args.length)
+        cfg, device, agent, _, obs_space, act_space = build(args, switches)
+        shape = batch_shape(cfg)
+        batch = synthetic_batch(obs_space, act_space, shape["batch"], shape["length"])
         log(f"compare: {name}")
         start = time.perf_counter()
         agent.update(batch)
@@ -252,7 +284,12 @@ def compare(args) -> dict:
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(prog="python -m dreamer.bench", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--size", default="s", help="model size group: tiny, xs, s, m, l, xl")
+    parser.add_argument(
+        "overrides", nargs="*", metavar="KEY=VALUE",
+        help="Hydra overrides, as for train.py (algo=dreamerv1 model=xs algo.behavior.actor_grad=dynamics); "
+        "they win over the options below",
+    )
+    parser.add_argument("--size", default="s", help="model size group (model=...): tiny, xs, s, m, l, xl, 12m, ...")
     parser.add_argument("--batch", type=int, default=16, help="sequences per update")
     parser.add_argument("--length", type=int, default=64, help="steps per sequence")
     parser.add_argument("--horizon", type=int, default=15, help="imagined steps")
