@@ -259,7 +259,7 @@ def measure(args) -> dict:
     return out
 
 
-MODEL_SWITCHES = ("compile", "bf16", "channels_last", "fused_optim")
+MODEL_SWITCHES = ("compile", "bf16", "channels_last", "fused_optim", "keep_memory")
 
 
 def compare(args) -> dict:
