@@ -51,3 +51,26 @@ def test_bench_measures_the_environment_settings_not_the_quickstart():
     cfg = bench.compose_config("xs", 16, 64, 15, "cpu", "dmc:walker_walk")
     assert list(cfg.env.size) == [64, 64] and cfg.env.task == "walker_walk"
     assert cfg.algo.train_ratio == 512 and cfg.algo.batch_length == 64
+
+
+def test_bench_takes_train_overrides_and_reports_what_it_measured(capsys):
+    argv = "algo=dreamerv1 model=tiny algo.batch_size=2 algo.batch_length=6 algo.behavior.actor_grad=dynamics"
+    argv += " --horizon 4 --repeats 1 --warmup 0 --device cpu --env toy:reach --env-steps 0"
+    out = bench.main(argv.split())
+    assert out["overrides"][:2] == ["algo=dreamerv1", "model=tiny"] and out["size"] == "tiny"
+    assert (out["batch"], out["length"], out["horizon"]) == (2, 6, 4)
+    # DreamerV1 keeps no slow critic; the 2024 DreamerV3 does, and it is not trained.
+    assert out["trainable_parameters_m"] > 0 and out["frozen_parameters_m"] == 0
+    v3 = bench.main("model=tiny --batch 2 --length 6 --horizon 3 --repeats 1 --warmup 0 --device cpu --env toy:reach --env-steps 0".split())
+    assert v3["frozen_parameters_m"] > 0
+    assert isinstance(v3["ops_per_update"], int) and v3["ops_per_update"] > 100
+    # More imagined steps dispatch more operators.
+    longer = bench.main("model=tiny --batch 2 --length 6 --horizon 6 --repeats 1 --warmup 0 --device cpu --env toy:reach --env-steps 0".split())
+    assert longer["ops_per_update"] > v3["ops_per_update"]
+    capsys.readouterr()
+
+
+def test_bench_overrides_win_over_the_options():
+    cfg = bench.compose_config("xs", 16, 64, 15, "cpu", "dmc:walker_walk", ["model=tiny", "algo.batch_size=3", "algo=planet"])
+    assert cfg.model.deter == bench.compose_config("tiny", 16, 64, 15, "cpu", "dmc:walker_walk").model.deter
+    assert cfg.algo.batch_size == 3 and cfg.algo.get("behavior") is None

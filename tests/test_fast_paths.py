@@ -3,6 +3,8 @@ the switches resolve and fail as documented."""
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -119,6 +121,34 @@ def test_compiled_rssm_steps_give_the_same_losses(plain, monkeypatch):
 
 
 # ------------------------------------------------------------ loop paths
+def _page_faults_of_large_allocations(repeats: int = 6, megabytes: int = 256) -> int:
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for _ in range(repeats):
+        block = torch.empty(megabytes * 2**18)  # float32: megabytes MiB
+        block.fill_(1.0)  # touch every page
+        del block
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's allocator")
+def test_keep_memory_reuses_freed_blocks_instead_of_faulting_them_in_again():
+    try:
+        assert fast.keep_freed_memory(True)
+        assert fast.keep_freed_memory(False)  # glibc's own behaviour again
+        default = _page_faults_of_large_allocations()
+        assert fast.keep_freed_memory(True)
+        _page_faults_of_large_allocations(1)  # the first block grows the heap once
+        kept = _page_faults_of_large_allocations()
+    finally:
+        fast.keep_freed_memory(fast.AUTO["keep_memory"][0])
+    pages = 6 * 256 * 2**20 // 4096
+    assert default > 0.9 * pages  # each block arrived as fresh pages
+    # At most one of the six blocks needs new pages (when small allocations took part of the freed one).
+    assert kept <= 1.05 * pages / 6, (default, kept)
+
+
 def test_prefetcher_yields_what_sequential_sampling_yields():
     def sampler():
         rng = np.random.default_rng(0)

@@ -53,13 +53,29 @@ def norm_kind(norm: bool | str) -> str:
     return norm
 
 
+class LayerNorm(nn.LayerNorm):
+    """LayerNorm computed in float32 and returned in the input's dtype, as the
+    references normalise under reduced precision."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return super().forward(x.float()).to(x.dtype)
+
+
+class RMSNorm(nn.RMSNorm):
+    """RMSNorm computed in float32 (torch's fused kernel needs the input in
+    its weight's dtype) and returned in the input's dtype."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return super().forward(x.float()).to(x.dtype)
+
+
 def make_norm(norm: bool | str, size: int) -> nn.Module:
     """The normalisation layer over the last dim of width ``size``."""
     kind = norm_kind(norm)
     if kind == "layer":
-        return nn.LayerNorm(size, eps=1e-3)
+        return LayerNorm(size, eps=1e-3)
     if kind == "rms":
-        return nn.RMSNorm(size, eps=1e-4)
+        return RMSNorm(size, eps=1e-4)
     return nn.Identity()
 
 

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from world_model import distributions as dists
-from world_model.layers import BlockLinear, activation, linear_bias, make_norm, mark_output
+from world_model.layers import BlockLinear, LayerNorm, activation, linear_bias, make_norm, mark_output
 from world_model.mlp import MLP
 
 LATENTS = ("gaussian", "categorical")
@@ -41,7 +41,7 @@ class NormGRUCell(nn.Module):
     def __init__(self, in_dim: int, hidden: int, update_bias: float = -1.0):
         super().__init__()
         self.linear = nn.Linear(in_dim + hidden, 3 * hidden, bias=False)
-        self.norm = nn.LayerNorm(3 * hidden, eps=1e-3)
+        self.norm = LayerNorm(3 * hidden, eps=1e-3)
         self.update_bias = update_bias
 
     def forward(self, x: Tensor, h: Tensor) -> Tensor:
