@@ -36,14 +36,26 @@ SWITCHES = (
 OPTIONS = ("threads", "compile_cache")  # the other keys of the config's fast block
 VALUES = ("auto", True, False)
 
-# What ``auto`` means: (on CPU, on CUDA). The CPU column follows dreamer.bench
-# on a 2-core CPU without bfloat16 units (docs/performance.md): bf16 ran at
-# 0.4x, compile and channels_last gained under 15 % at XS and nothing at S
-# (compile also costs a first-run compilation), fused Adam 5-9 %. The CUDA
-# column is the usual GPU choice, not yet measured here.
-AUTO: dict[str, tuple[bool, bool]] = {
+# What ``auto`` means: (on CPU, on CUDA), a bool or a function of the machine.
+# The CPU column follows dreamer.bench on 2-core CPUs (docs/performance.md):
+# compile and channels_last gained under 15 % at XS and nothing at S (compile
+# also costs a first-run compilation), fused Adam 5-15 %. The CUDA column is
+# the usual GPU choice, not yet measured here.
+def cpu_has_bfloat16_units() -> bool:
+    """Whether this CPU multiplies bfloat16 natively (AVX512-BF16 or AMX-BF16)."""
+    try:
+        capabilities = torch.cpu.get_capabilities()
+    except (AttributeError, RuntimeError):
+        return False
+    return bool(capabilities.get("avx512_bf16") or capabilities.get("amx_bf16"))
+
+
+AUTO: dict[str, tuple] = {
     "compile": (False, True),
-    "bf16": (False, True),
+    # With bfloat16 units (AMD Zen 4, here) bf16 took the 2024 agent's update at
+    # size s from 13.9 s to 7.5 s and gained at every size down to tiny; without
+    # them (the Intel Xeon in docs/performance.md) every op is emulated: 0.4x.
+    "bf16": (cpu_has_bfloat16_units, True),
     "channels_last": (False, True),
     "fused_optim": (True, True),
     "prefetch": (False, True),
@@ -56,6 +68,12 @@ AUTO: dict[str, tuple[bool, bool]] = {
 CUDA_ONLY = ("cuda_graphs",)
 
 
+def auto_value(name: str, device: torch.device) -> bool:
+    """What ``auto`` resolves to for switch ``name`` on ``device`` (on this machine)."""
+    value = AUTO[name][device.type == "cuda"]
+    return bool(value()) if callable(value) else value
+
+
 def resolve(name: str, value, device: torch.device) -> bool:
     """The boolean a switch takes on ``device``; ``value`` is auto, true or false."""
     if name not in SWITCHES:
@@ -64,7 +82,7 @@ def resolve(name: str, value, device: torch.device) -> bool:
         value = value.lower() == "true"
     if value not in VALUES:
         raise ValueError(f"fast.{name}={value!r}; allowed: auto, true, false")
-    on = AUTO[name][device.type == "cuda"] if value == "auto" else bool(value)
+    on = auto_value(name, device) if value == "auto" else bool(value)
     if on and name in CUDA_ONLY and device.type != "cuda":
         print(f"[dreamer] fast.{name} needs CUDA; it is off on {device}", file=sys.stderr)
         return False

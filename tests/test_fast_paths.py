@@ -57,9 +57,12 @@ def plain():
 
 # --------------------------------------------------------------- resolution
 def test_auto_follows_the_device_table_and_values_are_checked():
-    for name, (on_cpu, on_cuda) in fast.AUTO.items():
-        assert fast.resolve(name, "auto", CPU) is on_cpu
-        assert fast.resolve(name, "auto", torch.device("cuda")) is on_cuda
+    for name in fast.AUTO:
+        assert fast.resolve(name, "auto", CPU) is fast.auto_value(name, CPU)
+        assert fast.resolve(name, "auto", torch.device("cuda")) is fast.auto_value(name, torch.device("cuda"))
+    # bf16 follows the CPU's bfloat16 units; everything else is fixed per device type.
+    assert fast.auto_value("bf16", CPU) is fast.cpu_has_bfloat16_units()
+    assert all(isinstance(value, bool) for name, pair in fast.AUTO.items() for value in pair if name != "bf16")
     assert fast.resolve("bf16", "true", CPU) is True
     assert fast.resolve("bf16", False, CPU) is False
     with pytest.raises(ValueError, match="allowed: auto, true, false"):
@@ -142,7 +145,7 @@ def test_keep_memory_reuses_freed_blocks_instead_of_faulting_them_in_again():
         _page_faults_of_large_allocations(1)  # the first block grows the heap once
         kept = _page_faults_of_large_allocations()
     finally:
-        fast.keep_freed_memory(fast.AUTO["keep_memory"][0])
+        fast.keep_freed_memory(fast.auto_value("keep_memory", CPU))
     pages = 6 * 256 * 2**20 // 4096
     assert default > 0.9 * pages  # each block arrived as fresh pages
     # At most one of the six blocks needs new pages (when small allocations took part of the freed one).
