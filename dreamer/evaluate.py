@@ -19,8 +19,8 @@ import numpy as np
 from omegaconf import OmegaConf
 
 from dreamer import checkpoint as ckpt
-from dreamer.cli import USAGE_EXIT_STATUS, USER_ERRORS
 from dreamer.agent import resolve_device
+from dreamer.cli import USAGE_EXIT_STATUS, USER_ERRORS
 from dreamer.loop import evaluate_episodes
 from dreamer.run import build_agent, compatibility_slice, env_setup, env_spaces, seed_everything
 

@@ -36,11 +36,7 @@ SWITCHES = (
 OPTIONS = ("threads", "compile_cache")  # the other keys of the config's fast block
 VALUES = ("auto", True, False)
 
-# What ``auto`` means: (on CPU, on CUDA), a bool or a function of the machine.
-# The CPU column follows dreamer.bench on 2-core CPUs (docs/performance.md):
-# compile and channels_last gained under 15 % at XS and nothing at S (compile
-# also costs a first-run compilation), fused Adam 5-15 %. The CUDA column is
-# the usual GPU choice, not yet measured here.
+
 def cpu_has_bfloat16_units() -> bool:
     """Whether this CPU multiplies bfloat16 natively (AVX512-BF16 or AMX-BF16)."""
     try:
@@ -50,10 +46,15 @@ def cpu_has_bfloat16_units() -> bool:
     return bool(capabilities.get("avx512_bf16") or capabilities.get("amx_bf16"))
 
 
+# What ``auto`` means: (on CPU, on CUDA), a bool or a function of the machine.
+# The CPU column follows dreamer.bench on 2-core CPUs (docs/performance.md):
+# compile and channels_last gained under 15 % at XS and nothing at S (compile
+# also costs a first-run compilation), fused Adam 5-15 %. The CUDA column is
+# the usual GPU choice, not yet measured here.
 AUTO: dict[str, tuple] = {
     "compile": (False, True),
     # With bfloat16 units (AMD Zen 4, here) bf16 took the 2024 agent's update at
-    # size s from 13.9 s to 7.5 s and gained at every size down to tiny; without
+    # size s from 13.9 s to 6.6 s and gained at every size down to tiny; without
     # them (the Intel Xeon in docs/performance.md) every op is emulated: 0.4x.
     "bf16": (cpu_has_bfloat16_units, True),
     "channels_last": (False, True),
