@@ -17,9 +17,10 @@ import hydra._internal.utils as hydra_utils
 from hydra.errors import CompactHydraException
 
 from dreamer.checkpoint import CheckpointError
+from dreamer.objective import ObjectiveError
 from dreamer.validate import ConfigError
 
-USER_ERRORS = (ConfigError, CheckpointError)
+USER_ERRORS = (ConfigError, CheckpointError, ObjectiveError)
 USAGE_EXIT_STATUS = 2
 
 
@@ -95,14 +96,14 @@ def report_user_errors(task: Callable) -> Callable:
         try:
             return task(*args, **kwargs)
         except USER_ERRORS as error:
-            if full_error_requested() or _in_sweep():
+            if full_error_requested() or in_sweep():
                 raise
             fail(str(error))
 
     return wrapped
 
 
-def _in_sweep() -> bool:
+def in_sweep() -> bool:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 

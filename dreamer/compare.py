@@ -1,11 +1,13 @@
 """Compare training runs with each other and with published baselines.
 
-    python -m dreamer.compare RUN_DIRS... [--baseline dreamerv3 [tdmpc2_pixels ...] | none]
+    python -m dreamer.compare [[LABEL=]RUN_DIR ...] [--baseline dreamerv3 [tdmpc2_pixels ...] | none]
         [--suite dmc_vision|dmc_proprio] [--out DIR] [--budgets 100k 500k 1M]
-        [--metric auto|eval/score|episode/score]
+        [--metric auto|eval/score|episode/score] [--reps 2000] [--aggregate-budget 1M]
 
 Writes one PNG per task, an overview grid PNG and a markdown table of scores
-at the budgets (also printed). Without --baseline, each run is drawn with the
+at the budgets (also printed), with aggregates across tasks (IQM, mean,
+median, optimality gap, probability of improvement; dreamer/aggregates.py)
+and their plots (aggregates.png, performance_profile.png, improvement.png). Without --baseline, each run is drawn with the
 published curves named like its algo (a `dreamerv3_2023` run with
 `dreamerv3_2023`). See docs/compare.md for the conventions.
 """
@@ -25,6 +27,8 @@ import numpy as np
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from dreamer.aggregates import (
+    METRICS, BudgetAggregates, aggregate_at, aggregates_markdown, performance_profiles)
 from dreamer.scores import (
     BASELINE_SUITES, Curve, aggregate, available_baselines, baseline_origin, budget_score,
     format_budget, load_baseline, normalise_task, parse_budget)
@@ -162,11 +166,25 @@ def read_run(run_dir: Path, metric: str = "auto",
                None if env_suite is None else str(env_suite))
 
 
-def find_runs(paths: Sequence[Path], metric: str = "auto",
+def split_label(argument: str | Path) -> tuple[str | None, Path]:
+    """`LABEL=PATH` -> (LABEL, PATH); a plain path -> (None, path)."""
+    text = str(argument)
+    label, sep, path = text.partition("=")
+    if sep and label and "/" not in label and path:
+        return label, Path(path)
+    return None, Path(text)
+
+
+def find_runs(paths: Sequence[Path | str], metric: str = "auto",
               log: Callable[[str], None] = print) -> list[Run]:
-    """All run directories (metrics.jsonl + .hydra/config.yaml) under `paths`."""
+    """All run directories (metrics.jsonl + .hydra/config.yaml) under `paths`.
+
+    A path given as `LABEL=PATH` names the method of every run under it
+    LABEL instead of its algo, so two settings of one preset can be compared.
+    """
     runs = []
-    for root in map(Path, paths):
+    for argument in paths:
+        label, root = split_label(argument)
         if not root.exists():
             raise CompareError(f"{root} does not exist")
         found = 0
@@ -177,6 +195,9 @@ def find_runs(paths: Sequence[Path], metric: str = "auto",
             found += 1
             run = read_run(metrics.parent, metric, log)
             if run is not None:
+                if label is not None:
+                    run = dataclasses.replace(run, method=label,
+                                              curve=dataclasses.replace(run.curve, method=label))
                 runs.append(run)
         if found == 0:
             raise CompareError(f"No runs found under {root}: a run directory holds "
@@ -377,41 +398,123 @@ def plot(groups: Groups, tasks: Sequence[str], out: Path, xmax: dict[str, float]
     return written
 
 
+def plot_aggregates(result: BudgetAggregates, out: Path, colors: dict[str, str], reps: int = 2000,
+                    log: Callable[[str], None] = print) -> list[Path]:
+    """aggregates.png (the four metrics), performance_profile.png and, with
+    two methods or more, improvement.png (probability of improvement)."""
+    from matplotlib.figure import Figure
+
+    at = format_budget(result.budget)
+    methods = list(result.intervals)
+    written = []
+    fig = Figure(figsize=(3.2 * len(METRICS), 0.45 * len(methods) + 1.4), dpi=100, layout="constrained")
+    axes = fig.subplots(1, len(METRICS), sharey=True)
+    for ax, name in zip(axes, METRICS):
+        for row, method in enumerate(methods):
+            interval = result.intervals[method][name]
+            ax.barh(row, interval.high - interval.low, left=interval.low, height=0.6,
+                    color=colors[method], alpha=0.75)
+            ax.vlines(interval.point, row - 0.3, row + 0.3, color="black", linewidth=1.5)
+        ax.set_title(name)
+        ax.set_xlabel("normalised score")
+        ax.grid(axis="x", alpha=0.3)
+    axes[0].set_yticks(range(len(methods)), methods)
+    axes[0].invert_yaxis()
+    fig.suptitle(f"{len(result.tasks)} tasks at {at} frames; 95% stratified bootstrap intervals")
+    written.append(out / "aggregates.png")
+    fig.savefig(written[-1])
+
+    taus = np.linspace(0.0, 1.0, 81)
+    profiles = performance_profiles(result.matrices, taus, reps)
+    fig = Figure(figsize=(6, 4), dpi=100, layout="constrained")
+    ax = fig.subplots()
+    for method, (profile, low, high) in profiles.items():
+        ax.plot(taus, profile, color=colors[method], label=method)
+        ax.fill_between(taus, low, high, color=colors[method], alpha=0.2, linewidth=0)
+    ax.set_xlabel("normalised score tau")
+    ax.set_ylabel("fraction of runs with score > tau")
+    ax.set_title(f"Performance profile, {len(result.tasks)} tasks at {at} frames")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    written.append(out / "performance_profile.png")
+    fig.savefig(written[-1])
+
+    if result.improvements:
+        pairs = list(result.improvements)
+        fig = Figure(figsize=(6, 0.45 * len(pairs) + 1.4), dpi=100, layout="constrained")
+        ax = fig.subplots()
+        for row, pair in enumerate(pairs):
+            interval = result.improvements[pair]
+            ax.barh(row, interval.high - interval.low, left=interval.low, height=0.6,
+                    color=colors[pair[0]], alpha=0.75)
+            ax.vlines(interval.point, row - 0.3, row + 0.3, color="black", linewidth=1.5)
+        ax.axvline(0.5, color="gray", linestyle="--", linewidth=1)
+        ax.set_yticks(range(len(pairs)), [f"P({x} > {y})" for x, y in pairs])
+        ax.invert_yaxis()
+        ax.set_xlim(0, 1)
+        ax.set_xlabel("probability of improvement")
+        ax.set_title(f"{len(result.tasks)} tasks at {at} frames")
+        ax.grid(axis="x", alpha=0.3)
+        written.append(out / "improvement.png")
+        fig.savefig(written[-1])
+    for path in written:
+        log(f"wrote {path}")
+    return written
+
+
 # ------------------------------------------------------------------------ main
 
-def compare(paths: Sequence[Path], baselines: Sequence[str] | None = None,
+def compare(paths: Sequence[Path | str], baselines: Sequence[str] | None = None,
             suite: str | None = None, out: Path = Path("comparison"),
             budgets: Sequence[int] = (100_000, 500_000, 1_000_000),
-            metric: str = "auto", window: float = 0.05,
+            metric: str = "auto", window: float = 0.05, reps: int = 2000,
+            aggregate_budget: int | None = None,
             log: Callable[[str], None] = print) -> ScoreTable:
     """Find runs, overlay baselines, write the PNGs and `scores.md`; return the table.
 
     baselines: published methods to overlay; None for those named like the
-    runs' algos (`default_baselines`); () or ["none"] for none.
+    runs' algos (`default_baselines`); () or ["none"] for none. With no
+    `paths`, the named baselines alone are compared on the tasks they share.
+    reps: bootstrap resamples of the aggregates; aggregate_budget: the budget
+    of the aggregate plots (None: the largest budget at which a method of
+    ours, else any method, can be aggregated).
     """
-    runs = find_runs(paths, metric, log)
-    groups = group_runs(runs)
-    tasks = sorted({run.task for run in runs})
-    log(f"found {len(runs)} runs: {len(tasks)} tasks, methods {', '.join(groups)}")
-    if baselines is None:
-        suite, baselines = default_baselines(runs, suite, log)
-    elif NO_BASELINE in baselines:
+    if baselines is not None and NO_BASELINE in baselines:
         if len(baselines) > 1:
             raise CompareError(f"--baseline {NO_BASELINE} cannot be combined with other names")
         baselines = ()
+    if paths:
+        runs = find_runs(paths, metric, log)
+        groups = group_runs(runs)
+        tasks = sorted({run.task for run in runs})
+        log(f"found {len(runs)} runs: {len(tasks)} tasks, methods {', '.join(groups)}")
+    else:
+        if not baselines:
+            raise CompareError("nothing to compare: give run directories, or published "
+                               "baselines with --baseline NAME ...")
+        runs, groups, tasks = [], {}, []
+    ours = list(groups)
+    if baselines is None:
+        suite, baselines = default_baselines(runs, suite, log)
     other = sorted({r.env_suite for r in runs} - {None, "dmc", *BASELINE_SUITES})
-    if baselines and len(other) == len({r.env_suite for r in runs}):
+    if baselines and runs and len(other) == len({r.env_suite for r in runs}):
         log(f"note: no published baselines for {', '.join(other)} runs (baselines cover "
             f"{', '.join(BASELINE_SUITES)}); plotting the runs alone")
         baselines = ()
     if baselines:
         suite = resolve_suite(runs, suite, log)
+        if not runs:
+            tasks = shared_baseline_tasks(suite, baselines)
+            log(f"comparing published {', '.join(baselines)} on the {len(tasks)} {suite} tasks they share")
         groups.update(group_baselines(suite, baselines, tasks))
         missing = [name for name in baselines if not groups[name + PUBLISHED]]
         if missing:
             log(f"note: no {suite} data on these tasks for {', '.join(missing)}")
-    xmax = {task: max(float(run.curve.frames.max()) for run in runs if run.task == task)
-            for task in tasks}
+    if runs:
+        xmax = {task: max(float(run.curve.frames.max()) for run in runs if run.task == task)
+                for task in tasks}
+    else:
+        xmax = {task: float(max(budgets)) for task in tasks}
     out.mkdir(parents=True, exist_ok=True)
     table = build_table(groups, tasks, budgets, window)
     longest = max(xmax.values())
@@ -420,18 +523,54 @@ def compare(paths: Sequence[Path], baselines: Sequence[str] | None = None,
             f"budget; choose budgets with --budgets, e.g. --budgets {format_budget(longest)}")
     plot(groups, tasks, out, xmax, log=log)
     text = table.to_markdown()
+    curve_groups = {m: by_task for m, by_task in groups.items()
+                    if not any(c.final for curves in by_task.values() for c in curves)}
+    results = {}
+    for budget in sorted(set(budgets) | ({aggregate_budget} if aggregate_budget else set())):
+        result = aggregate_at(curve_groups, ours, tasks, budget, window, reps)
+        if result is not None:
+            results[budget] = result
+    sections = [aggregates_markdown(results[b], format_budget, reps) for b in budgets if b in results]
+    chosen = aggregate_budget or next(
+        (b for b in sorted(results, reverse=True) if set(ours) & set(results[b].intervals)),
+        max(results, default=None))
+    if chosen is not None and chosen in results:
+        plot_aggregates(results[chosen], out, _colors(list(groups)), reps, log)
+    elif aggregate_budget is not None:
+        log(f"note: no method has scores on every task at {format_budget(aggregate_budget)}; "
+            "no aggregate plots")
+    aggregates_text = "\n\n".join(sections)
     (out / "scores.md").write_text(
         f"Mean over seeds of the mean score in the final {window:.0%} of each budget "
-        f"(environment frames); '-' = no data.\n\n{text}\n")
-    log(f"wrote {out / 'scores.md'}\n\n{text}")
+        f"(environment frames); '-' = no data.\n\n{text}\n"
+        + (f"\n{aggregates_text}\n" if sections else ""))
+    log(f"wrote {out / 'scores.md'}\n\n{text}" + (f"\n\n{aggregates_text}" if sections else ""))
     return table
+
+
+def shared_baseline_tasks(suite: str, names: Sequence[str]) -> list[str]:
+    """The tasks every named baseline has curves for."""
+    valid = available_baselines(suite)
+    unknown = [n for n in names if n not in valid]
+    if unknown:
+        raise CompareError(f"Unknown baseline {unknown[0]!r} for suite {suite!r}; "
+                           f"valid names: {', '.join(valid)}")
+    shared = None
+    for name in names:
+        tasks = {curve.task for curve in load_baseline(suite, name)}
+        shared = tasks if shared is None else shared & tasks
+    if not shared:
+        raise CompareError(f"{', '.join(names)} share no {suite} task")
+    return sorted(shared)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m dreamer.compare",
         description="Plot runs against published baselines and tabulate scores at budgets.")
-    parser.add_argument("runs", nargs="+", type=Path, help="folders searched recursively for runs")
+    parser.add_argument("runs", nargs="*",
+                        help="folders searched recursively for runs; LABEL=PATH names their method LABEL "
+                             "(none: compare the --baseline methods alone)")
     parser.add_argument("--baseline", nargs="*", default=None,
                         help="published methods to overlay, e.g. dreamerv3 drqv2, or "
                              f"'{NO_BASELINE}' (default: those named like the runs' algos)")
@@ -446,10 +585,19 @@ def main(argv: Sequence[str] | None = None) -> int:
                              "eval/score or episode/score")
     parser.add_argument("--window", type=float, default=0.05,
                         help="final window as a fraction of the budget (default: 0.05)")
+    parser.add_argument("--reps", type=int, default=2000,
+                        help="bootstrap resamples of the aggregates (default: 2000)")
+    parser.add_argument("--aggregate-budget", default=None,
+                        help="budget of the aggregate plots (default: the largest budget with "
+                             "scores of your runs on every task)")
     args = parser.parse_args(argv)
     try:
         budgets = [parse_budget(b) for b in args.budgets]
-        compare(args.runs, args.baseline, args.suite, args.out, budgets, args.metric, args.window)
+        aggregate_budget = parse_budget(args.aggregate_budget) if args.aggregate_budget else None
+        if args.reps < 1:
+            raise CompareError(f"--reps {args.reps}: must be an integer > 0")
+        compare(args.runs, args.baseline, args.suite, args.out, budgets, args.metric, args.window,
+                args.reps, aggregate_budget)
     except (CompareError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -1,22 +1,46 @@
-"""Metrics to metrics.jsonl and TensorBoard; the only module that knows TensorBoard.
+"""Metrics to metrics.jsonl, TensorBoard and (optionally) Weights & Biases.
 
-Scalars and videos are collected with :meth:`Logger.scalar` / :meth:`Logger.video`
-and written together by :meth:`Logger.write` at one step (environment frames).
+The only module that knows TensorBoard or W&B. Scalars and videos are
+collected with :meth:`Logger.scalar` / :meth:`Logger.video` and written
+together by :meth:`Logger.write` at one step (environment frames), under the
+same names everywhere.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
-import os
 import math
+import os
+import secrets
 from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
 
+WANDB_MODES = ("online", "offline", "disabled")
+WANDB_ID_FILE = "wandb_run_id"  # in the run dir: a resumed run continues the same W&B run
+
+
+@dataclasses.dataclass
+class WandbSettings:
+    """Where a run goes in Weights & Biases (config.yaml's `logger.wandb_*`)."""
+
+    project: str = "dreamer"
+    entity: str | None = None
+    mode: str = "online"  # offline: files under <run dir>/wandb, uploaded later with `wandb sync`
+    group: str | None = None
+    name: str | None = None
+
+    def __post_init__(self):
+        if self.mode not in WANDB_MODES:
+            raise ValueError(f"logger.wandb_mode={self.mode!r}: must be one of {', '.join(WANDB_MODES)}")
+
 
 class Logger:
-    def __init__(self, run_dir: str | Path, tensorboard: bool = True, video_fps: int = 16):
+    def __init__(self, run_dir: str | Path, tensorboard: bool = True, video_fps: int = 16,
+                 wandb: WandbSettings | None = None, config: dict | None = None):
+        """wandb: log to W&B as well (None: not); config: the run's settings, shown there."""
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.jsonl = self.run_dir / "metrics.jsonl"
@@ -32,6 +56,7 @@ class Logger:
             from torch.utils.tensorboard import SummaryWriter
 
             self._writer = SummaryWriter(str(self.run_dir), flush_secs=30)
+        self._wandb = _start_wandb(self.run_dir, wandb, config) if wandb is not None else None
 
     def scalar(self, name: str, value) -> None:
         """Queue a scalar; several values of one name before a write are averaged."""
@@ -62,6 +87,15 @@ class Logger:
                 # TensorBoard wants (N, T, C, H, W).
                 self._writer.add_video(name, frames.transpose(0, 3, 1, 2)[None], step, fps=self.video_fps)
             self._writer.flush()
+        if self._wandb is not None:
+            import wandb
+
+            record = dict(values)
+            for name, frames in self._videos.items():
+                # W&B wants (T, C, H, W).
+                record[name] = wandb.Video(frames.transpose(0, 3, 1, 2), fps=self.video_fps, format="mp4")
+            if record:
+                self._wandb.log(record, step=int(step))
         self._scalars.clear()
         self._videos.clear()
         return values
@@ -69,3 +103,24 @@ class Logger:
     def close(self) -> None:
         if self._writer is not None:
             self._writer.close()
+        if self._wandb is not None:
+            self._wandb.finish()
+            self._wandb = None
+
+
+def _start_wandb(run_dir: Path, settings: WandbSettings, config: dict | None):
+    try:
+        import wandb
+    except ImportError:
+        raise ValueError("logger.wandb=true needs the wandb package: "
+                         "pip install -e '.[wandb]' (or pip install wandb)") from None
+    id_file = run_dir / WANDB_ID_FILE
+    if id_file.exists():
+        run_id = id_file.read_text().strip()
+    else:
+        run_id = secrets.token_hex(4)
+        id_file.write_text(run_id + "\n")
+    return wandb.init(
+        project=settings.project, entity=settings.entity, group=settings.group,
+        name=settings.name or run_dir.name, mode=settings.mode, dir=str(run_dir),
+        id=run_id, resume="allow", config=config)

@@ -21,7 +21,7 @@ from behavior.planner import CEMPlanner
 from dreamer import fast, validate
 from dreamer.agent import Agent, OptimConfig, resolve_device
 from dreamer.distributed import Distributed, NullLogger, detect_launch, replay_dir, run_trainer
-from dreamer.logger import Logger
+from dreamer.logger import Logger, WandbSettings
 from dreamer.reference import dreamerv3_2024_params, format_count
 from dreamer.loop import LoopSettings, Trainer
 from dreamer.replay import Replay
@@ -145,6 +145,16 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def make_logger(cfg: DictConfig, run_dir: Path) -> Logger:
+    settings = cfg.logger
+    wandb = None
+    if settings.wandb:
+        wandb = WandbSettings(project=str(settings.wandb_project), entity=settings.wandb_entity,
+                              mode=str(settings.wandb_mode), group=settings.wandb_group)
+    return Logger(run_dir, tensorboard=bool(settings.tensorboard), wandb=wandb,
+                  config=OmegaConf.to_container(cfg, resolve=True) if wandb else None)
+
+
 def run(cfg: DictConfig, run_dir: str | Path | None = None):
     """Build everything from ``cfg`` and train; returns the final counters."""
     if run_dir is None:
@@ -202,7 +212,7 @@ def run(cfg: DictConfig, run_dir: str | Path | None = None):
         make_eval_env=eval_fn,
         agent=agent,
         replay=replay,
-        logger=Logger(run_dir, tensorboard=bool(cfg.tensorboard)) if is_main else NullLogger(),
+        logger=make_logger(cfg, run_dir) if is_main else NullLogger(),
         config_slice=compatibility_slice(cfg),
         seed=int(cfg.seed) + rank,
         ranks=ranks,

@@ -9,6 +9,7 @@ collects every problem of a composed config and raises one
 
 from __future__ import annotations
 
+import importlib.util
 from typing import Any, Callable
 
 from omegaconf import DictConfig, OmegaConf
@@ -40,6 +41,9 @@ RULES: list[Rule] = [
     ("checkpoint_every", lambda v: _number(v) and v > 0, "a number > 0 (seconds)"),
     ("max_nonfinite_updates", lambda v: _integer(v) and v > 0, "an integer > 0"),
     ("seed", _integer, "an integer"),
+    ("logger.wandb_mode", lambda v: v in ("online", "offline", "disabled"), "online, offline or disabled"),
+    ("objective.metric", lambda v: isinstance(v, str) and v != "", "a scalar name of metrics.jsonl, e.g. eval/score"),
+    ("objective.last", lambda v: _integer(v) and v > 0, "an integer > 0 (logged values averaged)"),
     ("env.num_envs", lambda v: _integer(v) and v > 0, "an integer > 0"),
     ("env.action_repeat", lambda v: _integer(v) and v > 0, "an integer > 0"),
     ("env.time_limit", lambda v: v is None or (_integer(v) and v > 0), "an integer > 0 (frames) or null"),
@@ -90,6 +94,8 @@ def problems(cfg: DictConfig) -> list[str]:
             value = _select(cfg, key)
             if value is not None and not test(value):
                 found.append(f"{key}={value!r}: must be {allowed}")
+    if _select(cfg, "logger.wandb") and importlib.util.find_spec("wandb") is None:
+        found.append("logger.wandb=true needs the wandb package: pip install -e '.[wandb]' (or pip install wandb)")
     if found:  # the relations below assume each value is of the right kind
         return found
     length = _select(cfg, "algo.batch_length")

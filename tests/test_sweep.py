@@ -21,7 +21,7 @@ CONFIGS = str(ROOT / "configs")
 TASKS = ("reach", "reach_discrete")
 # The debug preset cut to a few updates: episodes of 10 frames, 20 random frames, then 5 updates.
 TINY = ["experiment=debug", "steps=40", "prefill=20", "env.time_limit=10", "eval_every=0",
-        "algo.train_ratio=16", "report_every=0", "tensorboard=false"]
+        "algo.train_ratio=16", "report_every=0", "logger.tensorboard=false"]
 
 
 def sweep(sweep_dir: Path, seeds: str, *extra: str) -> subprocess.CompletedProcess:
