@@ -122,9 +122,11 @@ def improvement_probabilities(matrices: Mapping[str, np.ndarray], pairs: Iterabl
     with _seeded(seed):
         points, intervals = library.get_interval_estimates(
             data, metrics.probability_of_improvement, reps=reps, confidence_interval_size=confidence)
-    return {(x, y): Interval(float(points[f"{x}\t{y}"]), float(intervals[f"{x}\t{y}"][0]),
-                             float(intervals[f"{x}\t{y}"][1]))
-            for x, y in pairs}
+    result = {}
+    for x, y in pairs:
+        point, (low, high) = np.ravel(points[f"{x}\t{y}"]), np.ravel(intervals[f"{x}\t{y}"])[:2]
+        result[(x, y)] = Interval(float(point[0]), float(low), float(high))
+    return result
 
 
 def common_tasks(groups: Mapping[str, Mapping[str, Sequence[Curve]]], tasks: Sequence[str], budget: float,
