@@ -163,19 +163,6 @@ def resample(curve: Curve, grid: np.ndarray) -> np.ndarray:
         if 0 <= index < len(grid):
             out[index] = curve.scores[bins == index].mean()
     return out
-    width = np.diff(grid, prepend=grid[0] - (grid[1] - grid[0] if len(grid) > 1 else 1))
-    lower = grid - width
-    covered = (grid >= curve.frames[0]) & (grid <= curve.frames[-1])
-    out[covered] = np.interp(grid[covered], curve.frames, curve.scores)
-    # Binning averages out episode-to-episode noise in dense score logs.
-    bins = np.searchsorted(grid, curve.frames, side="left")
-    for index in np.unique(bins):
-        if index >= len(grid):
-            continue
-        mask = (bins == index) & (curve.frames > lower[index])
-        if mask.any():
-            out[index] = curve.scores[mask].mean()
-    return out
 
 
 def aggregate(curves: Sequence[Curve], grid: np.ndarray, confidence: float = 0.95,

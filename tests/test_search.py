@@ -101,3 +101,14 @@ def test_search_presets_compose_with_their_search_spaces():
         both = compose("config", ["search=dreamer"], return_hydra_config=True).hydra.sweeper.params
         assert {"algo.optim.model.lr", "algo.train_ratio", "algo.behavior.entropy",
                 "algo.behavior.horizon"} <= set(both)
+
+
+@pytest.mark.parametrize("launcher", ["local", "slurm"])
+def test_search_composes_with_the_local_and_slurm_launchers(launcher):
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(CONFIGS, version_base="1.3"):
+        cfg = compose("config", ["search=rates", f"hydra/launcher={launcher}", "hydra.sweeper.n_jobs=4"],
+                      return_hydra_config=True)
+    assert cfg.hydra.sweeper._target_ == "hydra_plugins.dreamer_search.ResumableOptunaSweeper"
+    assert cfg.hydra.sweeper.n_jobs == 4
+    assert "submitit" in cfg.hydra.launcher._target_
