@@ -84,6 +84,8 @@ class ImaginationBehavior(nn.Module):
         unimix, min_std, max_std: actor distribution settings.
         expl_noise: exploration in :meth:`act` train mode (Gaussian std, or
             epsilon for discrete actions).
+        eval_sample: :meth:`act` ``eval`` samples the policy rather than
+            taking its mode (the DreamerV3 references).
     """
 
     def __init__(
@@ -126,6 +128,7 @@ class ImaginationBehavior(nn.Module):
         min_std: float = 0.1,
         max_std: float = 1.0,
         expl_noise: float = 0.0,
+        eval_sample: bool = False,
     ):
         super().__init__()
         if horizon < 1:
@@ -144,7 +147,7 @@ class ImaginationBehavior(nn.Module):
         self.dynamics_weight = _dynamics_weight(actor_grad, discrete)
         self.entropy, self.slow_target, self.slow_reg = entropy, slow_target, slow_reg
         self.discount_in_cont, self.repval = discount_in_cont, repval
-        self.expl_noise = expl_noise
+        self.expl_noise, self.eval_sample = expl_noise, eval_sample
         net = dict(units=units, act=act, norm=norm)
         self.actor = Actor(
             feat_dim, action_dim, discrete, unimix=unimix, min_std=min_std, max_std=max_std,
@@ -163,7 +166,15 @@ class ImaginationBehavior(nn.Module):
         self.return_norm = ReturnNorm(return_norm_decay) if return_norm else None
 
     def act(self, feat: Tensor, mode: str = "train") -> Tensor:
-        """(B, A) actions for (B, F) features; see :meth:`Actor.act`."""
+        """(B, A) actions for (B, F) features; see :meth:`Actor.act`.
+
+        With ``eval_sample`` the ``eval`` mode samples the policy (without
+        exploration noise) instead of taking its mode: the DreamerV3
+        references act that way in every mode, so their published scores
+        are those of the sampling policy.
+        """
+        if mode == "eval" and self.eval_sample:
+            return self.actor.act(feat, "train", 0.0)
         return self.actor.act(feat, mode, self.expl_noise)
 
     def update_slow_critic(self) -> None:

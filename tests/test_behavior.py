@@ -258,6 +258,18 @@ def test_act_modes_and_exploration():
     assert torch.equal(action.sum(-1), torch.ones(64)) and set(action.unique().tolist()) <= {0.0, 1.0}
 
 
+def test_eval_sample_draws_from_the_policy_without_exploration_noise():
+    """The DreamerV3 references evaluate the sampling policy, not its mode."""
+    torch.manual_seed(0)
+    feat = torch.randn(1, 3).expand(4000, 3)
+    behavior = ImaginationBehavior(3, 2, False, expl_noise=1.0, eval_sample=True, **small())
+    eval_action = behavior.act(feat, "eval")
+    assert not torch.equal(eval_action, behavior.act(feat, "eval"))
+    policy_std = behavior.actor(feat).sample().clamp(-1, 1).std(0)
+    torch.testing.assert_close(eval_action.std(0), policy_std, rtol=0.1, atol=0.0)
+    assert (behavior.act(feat, "train").std(0) > policy_std + 0.05).all()
+
+
 def test_discrete_exploration_replaces_a_fraction_of_actions():
     torch.manual_seed(0)
     action = torch.nn.functional.one_hot(torch.zeros(4000, dtype=torch.long), 4).float()

@@ -81,6 +81,7 @@ TABLE = [
     Ref("no slow regulariser", 0.0, "algo.behavior.slow_reg", f"{D}:194-198"),
     Ref("no return normalisation", False, "algo.behavior.return_norm", f"{D}:185-193"),
     Ref("expl additive_gaussian, expl_amount", 0.3, "algo.behavior.expl_noise", f"{D}:79-80, :259"),
+    Ref("eval acts with the actor's mode", False, "algo.behavior.eval_sample", f"{D}:141-144"),
     Ref("expl_decay, expl_min", [0.0, 0.0], lambda a: [0.0, 0.0], f"{D}:81-82 (we have neither)"),
     Ref("eval_noise", 0.0, lambda a: 0.0, f"{D}:47 (eval acts with the mode, no noise)"),
     # optimisers

@@ -87,6 +87,7 @@ TABLE = [
     Ref("no slow regulariser", 0.0, "algo.behavior.slow_reg", f"{A}:293-305"),
     Ref("reward_norm momentum 1.0: none", False, "algo.behavior.return_norm", f"{C}:66"),
     Ref("expl_noise (actions are actor samples)", 0.0, "algo.behavior.expl_noise", f"{C}:35"),
+    Ref("eval acts with actor.mode()", False, "algo.behavior.eval_sample", f"{A}:40-46"),
     Ref("eval_noise", 0.0, lambda a: 0.0, f"{C}:36 (eval acts with the mode, no noise)"),
     # optimisers
     Ref("model_opt.lr", 3e-4, "algo.optim.model.lr", f"{C}:132"),
