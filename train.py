@@ -1,7 +1,9 @@
 """Train a world-model agent. Examples:
 
-    python train.py                                   # quickstart: learns on a laptop CPU
-    python train.py env=dmc env.task=walker_walk      # base settings (the quickstart is for env=toy only)
+    python train.py                                   # quickstart: DMC cartpole_swingup from pixels on a laptop CPU
+    python train.py env.task=reacher_easy             # the quickstart on another DMC task
+    python train.py experiment=toy                    # the built-in toy task, in minutes
+    python train.py experiment=none env=gym env.task=CartPole-v1  # base settings
     python train.py experiment=dmc_vision env.task=walker_walk seed=3
     python train.py -m env.task=walker_walk,cheetah_run seed=0,1,2 hydra/launcher=submitit_local
 
@@ -24,11 +26,26 @@ from omegaconf import DictConfig
 from dreamer.cli import in_sweep, report_user_errors
 from dreamer.objective import finished_run_objective
 from dreamer.run import run
+from dreamer.validate import ConfigError
+
+
+def check_experiment_fits_env() -> None:
+    """The default experiment (quickstart) is a DMC preset: naming another env
+    without naming an experiment would train that env on DMC's task."""
+    choices = HydraConfig.get().runtime.choices
+    experiment, env = choices.get("experiment"), choices.get("env")
+    if experiment == "quickstart" and env != "dmc":
+        raise ConfigError(
+            f"env={env} with experiment=quickstart (the default), which trains DMC cartpole_swingup; "
+            f"name an experiment for env={env}: experiment=none (the base settings)"
+            + (", experiment=toy" if env == "toy" else ", experiment=atari100k" if env == "atari" else "")
+        )
 
 
 @hydra.main(config_path="configs", config_name="config", version_base="1.3")
 @report_user_errors
 def main(cfg: DictConfig) -> float | None:
+    check_experiment_fits_env()
     counters = run(cfg)
     return finished_run_objective(cfg, HydraConfig.get().runtime.output_dir, counters.frames, in_sweep())
 

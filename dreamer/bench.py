@@ -60,7 +60,7 @@ def compose_config(size: str, batch: int, length: int, horizon: int, device: str
                "algo.batch_length": length, "device": device}
     if "env" in given:
         options.pop("env.task")  # another suite brings its own default task
-    # Without the env's default experiment (the quickstart for toy): the
+    # Without the default experiment (the quickstart's sizes and budget): the
     # benchmark measures the env group's own settings at the given size.
     args = ["~experiment", *(f"{k}={v}" for k, v in options.items() if k not in given), *overrides]
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base=None):

@@ -10,7 +10,6 @@ from behavior import (
     add_exploration,
     flatten_states,
 )
-from behavior.toy import PointMass
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -46,8 +46,8 @@ def test_bench_rejects_an_unknown_fast_path():
 
 
 def test_bench_measures_the_environment_settings_not_the_quickstart():
-    # The quickstart shrinks images for the toy task; the benchmark must see
-    # DMC's own 64 x 64 frames and the paper's settings.
+    # The quickstart shrinks the model, the batch and the train ratio; the
+    # benchmark must see the paper's settings.
     cfg = bench.compose_config("xs", 16, 64, 15, "cpu", "dmc:walker_walk")
     assert list(cfg.env.size) == [64, 64] and cfg.env.task == "walker_walk"
     assert cfg.algo.train_ratio == 512 and cfg.algo.batch_length == 64

@@ -339,14 +339,25 @@ def test_presets_compose_with_paper_settings():
     assert planet.algo.policy == "planner" and planet.algo.planner.candidates == 1000
 
 
-def test_the_quickstart_applies_only_to_the_toy_env():
-    # `python train.py` is the quickstart; naming another env must not inherit
-    # its toy-sized frames, tiny model and raised learning rates.
+def test_the_default_is_the_dmc_quickstart_and_the_toy_task_is_its_own_experiment():
+    # `python train.py` is the quickstart on a real DMC task; its sizes, budget
+    # and rates are its own, never those of the paper presets or the toy task.
     quick = compose_config([])
-    assert (quick.env.suite, list(quick.env.size), quick.model.deter, quick.steps) == ("toy", [16, 16], 64, 10_000)
-    dmc = compose_config(["env=dmc", "env.task=walker_walk", "algo=dreamerv3", "seed=1"])
-    assert (list(dmc.env.size), dmc.model.deter, dmc.steps, dmc.algo.train_ratio) == ([64, 64], 2048, 1_000_000, 512)
-    assert dmc.algo.optim.model.lr == 4e-5
-    assert compose_config(["env=toy", "model=xs"]).model.deter == 256
+    assert (quick.env.suite, quick.env.task, list(quick.env.size)) == ("dmc", "cartpole_swingup", [64, 64])
+    assert (quick.model.deter, quick.steps, quick.algo.name, quick.algo.optim.model.lr) == (512, 12_000, "dreamerv3", 6e-4)
+    assert compose_config(["env.task=reacher_easy"]).env.task == "reacher_easy"
+    toy = compose_config(["experiment=toy"])
+    assert (toy.env.suite, list(toy.env.size), toy.model.deter, toy.steps) == ("toy", [16, 16], 64, 10_000)
+    paper = compose_config(["experiment=dmc_vision", "env.task=walker_walk", "seed=1"])
+    assert (list(paper.env.size), paper.model.deter, paper.steps, paper.algo.train_ratio) == ([64, 64], 2048, 1_000_000, 512)
+    assert paper.algo.optim.model.lr == 4e-5
     base = compose_config(["experiment=none"])
-    assert (base.env.suite, base.steps, base.algo.optim.model.lr) == ("toy", 1_000_000, 4e-5)
+    assert (base.env.suite, base.steps, base.algo.optim.model.lr) == ("dmc", 1_000_000, 4e-5)
+
+
+def test_another_env_without_an_experiment_is_one_clear_error():
+    result = subprocess.run(
+        [sys.executable, "train.py", "env=gym"], cwd=REPO, capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 2
+    assert "env=gym with experiment=quickstart" in result.stderr and "experiment=none" in result.stderr

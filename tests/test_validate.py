@@ -16,7 +16,7 @@ from dreamer.validate import ConfigError, check, problems
 PRESETS = ["dreamerv3", "dreamerv3_2023", "dreamerv2", "dreamerv1", "planet"]
 
 
-@pytest.mark.parametrize("experiment", ["quickstart", "debug", "dmc_vision", "dmc_proprio", "atari100k"])
+@pytest.mark.parametrize("experiment", ["quickstart", "toy", "debug", "dmc_vision", "dmc_proprio", "atari100k"])
 @pytest.mark.parametrize("algo", PRESETS)
 def test_every_shipped_configuration_is_valid(experiment, algo):
     assert problems(compose_config([f"experiment={experiment}", f"algo={algo}"])) == []
