@@ -179,26 +179,49 @@ class Agent(nn.Module):
         count = len(obs["is_first"])
         if mode == "random" and not track:
             return random_actions(count, self.action_dim, self.discrete).numpy(), None
-        data = self._tensors({k: v for k, v in obs.items() if k not in NON_MODEL_KEYS or k == "is_first"})
         wm = self.world_model
         if state is None:
             state = (wm.initial(count), torch.zeros(count, self.action_dim, device=self.device))
-        latent, prev_action = state
         with self._autocast():
-            embed = wm.encode({k: v for k, v in data.items() if k != "is_first"})
-            post, _ = wm.obs_step(latent, prev_action, embed, data["is_first"])
+            post = self._observe(obs, *state)
             if mode == "random":
-                action = random_actions(count, self.action_dim, self.discrete).to(self.device)
-            elif self.planner is not None:
-                action = self.planner.plan(wm, post)
-                if mode == "train" and self.expl_noise > 0:
-                    action = action + self.expl_noise * torch.randn_like(action)
+                action = random_actions(count, self.action_dim, self.discrete).to(self.device).float()
             else:
-                action = self.behavior.act(wm.feat(post), mode)
-        action = action.float()
-        if not self.discrete:
-            action = action.clamp(-1, 1)
+                action = self._policy(post, mode)
         return action.cpu().numpy(), (post, action)
+
+    @torch.no_grad()
+    def policy(self, latent, mode: str = "eval") -> torch.Tensor:
+        """(B, A) actions of the actor (or the planner) at model states ``latent``."""
+        if mode not in ("train", "eval"):
+            raise ValueError(f"unknown policy mode {mode!r}; allowed: train, eval")
+        with self._autocast():
+            return self._policy(latent, mode)
+
+    def _policy(self, latent, mode: str) -> torch.Tensor:
+        if self.planner is not None:
+            action = self.planner.plan(self.world_model, latent)
+            if mode == "train" and self.expl_noise > 0:
+                action = action + self.expl_noise * torch.randn_like(action)
+        else:
+            action = self.behavior.act(self.world_model.feat(latent), mode)
+        action = action.float()
+        return action if self.discrete else action.clamp(-1, 1)
+
+    @torch.no_grad()
+    def observe(self, obs: dict[str, np.ndarray], latent, action: torch.Tensor):
+        """The posterior after seeing ``obs`` (B,) from ``latent`` (``None``: the initial
+        state) when ``action`` (B, A) led to it; ``obs['is_first']`` resets."""
+        if latent is None:
+            latent = self.world_model.initial(len(obs["is_first"]))
+        with self._autocast():
+            return self._observe(obs, latent, action.to(self.device))
+
+    def _observe(self, obs, latent, action):
+        data = self._tensors({k: v for k, v in obs.items() if k not in NON_MODEL_KEYS or k == "is_first"})
+        embed = self.world_model.encode({k: v for k, v in data.items() if k != "is_first"})
+        post, _ = self.world_model.obs_step(latent, action, embed, data["is_first"])
+        return post
 
     # ----------------------------------------------------------------- update
     def _step(self, opt, loss, params, clip, inputs=None, retain=False) -> float:

@@ -16,36 +16,22 @@ from pathlib import Path
 
 import imageio
 import numpy as np
-from omegaconf import OmegaConf
 
-from dreamer import checkpoint as ckpt
-from dreamer.agent import resolve_device
 from dreamer.cli import USAGE_EXIT_STATUS, USER_ERRORS
 from dreamer.loop import evaluate_episodes
-from dreamer.run import build_agent, compatibility_slice, env_setup, env_spaces, seed_everything
+from dreamer.run import load_trained
 
 
 def evaluate(run_dir: str | Path, episodes: int = 10, device: str = "auto", out: str | Path | None = None) -> dict:
     run_dir = Path(run_dir)
-    config_path = run_dir / ".hydra" / "config.yaml"
-    if not config_path.exists():
-        raise ckpt.CheckpointError(f"{run_dir} is not a run directory: {config_path} is missing")
-    cfg = OmegaConf.load(config_path)
-    state, used = ckpt.load_latest(run_dir / "checkpoint.pt")  # checkpoint.prev.pt if checkpoint.pt is damaged
-    ckpt.check_compatible(state["config"], compatibility_slice(cfg), used)
-    seed_everything(int(cfg.seed))
-    _, eval_fn, _ = env_setup(cfg.env, int(cfg.seed))
-    obs_space, act_space = env_spaces(eval_fn)
-    agent = build_agent(cfg, obs_space, act_space, resolve_device(device))
-    agent.load_checkpoint_state(state["agent"])
-    agent.eval()
-    print(f"[evaluate] {cfg.algo.name} on {cfg.env.suite}:{cfg.env.task}, checkpoint at {state['counters']['frames']} frames")
+    cfg, agent, eval_fn, _, frames = load_trained(run_dir, device)
+    print(f"[evaluate] {cfg.algo.name} on {cfg.env.suite}:{cfg.env.task}, checkpoint at {frames} frames")
     results = evaluate_episodes(agent, eval_fn, episodes, record_video=True)
     out = Path(out) if out is not None else run_dir
     out.mkdir(parents=True, exist_ok=True)
     summary = {
         "run_dir": str(run_dir),
-        "frames": int(state["counters"]["frames"]),
+        "frames": frames,
         "episodes": episodes,
         "scores": [float(s) for s in results["scores"]],
         "lengths": [int(n) * int(cfg.env.get("action_repeat", 1)) for n in results["lengths"]],

@@ -341,3 +341,46 @@ class Replay:
         self._head = info.key if keep == info.length else None
         self._chunks_added += 1
         return keep
+
+
+class Episode:
+    """One episode of a replay directory, read on demand from its chunk files (never written)."""
+
+    def __init__(self, episode_id: str, paths: list[Path], length: int):
+        self.id, self.paths, self.length = episode_id, paths, length
+        self._data: dict[str, np.ndarray] | None = None
+
+    def load(self) -> dict[str, np.ndarray]:
+        """The episode's (T, ...) arrays; raises ``ValueError`` naming a damaged file."""
+        if self._data is None:
+            chunks = []
+            for path in self.paths:
+                try:
+                    with np.load(path, allow_pickle=False) as file:
+                        chunks.append({key: file[key] for key in file.files})
+                except (*_READ_ERRORS, TypeError) as error:
+                    raise ValueError(f"replay file {path} is unreadable ({type(error).__name__}: {error})") from error
+            self._data = {key: np.concatenate([c[key] for c in chunks]) for key in chunks[0]}
+        return self._data
+
+
+def list_episodes(directory: str | Path) -> dict[str, Episode]:
+    """The episodes of a replay directory by id, oldest first, each made of the
+    chunks that run from its step 0 without a gap (an episode still being
+    collected is listed with the chunks written so far)."""
+    chunks: dict[str, list[tuple[int, int, Path]]] = {}
+    for path in sorted(Path(directory).glob("*.npz")):
+        match = _NAME.match(path.name)
+        if match:
+            chunks.setdefault(match["episode"], []).append((int(match["start"]), int(match["length"]), path))
+    episodes = {}
+    for episode_id, parts in chunks.items():
+        parts.sort()
+        position, paths = 0, []
+        for start, length, path in parts:
+            if start != position:
+                break
+            position, paths = start + length, [*paths, path]
+        if paths and position > 1:
+            episodes[episode_id] = Episode(episode_id, paths, position)
+    return episodes

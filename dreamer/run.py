@@ -18,6 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 import envs
 from behavior.imagination import ImaginationBehavior
 from behavior.planner import CEMPlanner
+from dreamer import checkpoint as ckpt
 from dreamer import fast, validate
 from dreamer.agent import Agent, OptimConfig, resolve_device
 from dreamer.distributed import Distributed, NullLogger, detect_launch, replay_dir, run_trainer
@@ -113,6 +114,29 @@ def parameter_banner(cfg: DictConfig, agent: Agent, obs_space: dict, act_space) 
         reference = dreamerv3_2024_params(shapes, int(act_space.shape[0]), **_container(cfg.model))
         text += f", reference {format_count(reference)} ({cfg.algo.reference})"
     return text
+
+
+def load_trained(run_dir: str | Path, device: str = "auto"):
+    """A finished or running run's agent from its checkpoint (read-only).
+
+    Returns ``(cfg, agent, make_eval_env, obs_space, frames)``; the agent is in
+    eval mode. A missing config or checkpoint, or one that does not match the
+    config, raises ``CheckpointError`` naming the file.
+    """
+    run_dir = Path(run_dir)
+    config_path = run_dir / ".hydra" / "config.yaml"
+    if not config_path.exists():
+        raise ckpt.CheckpointError(f"{run_dir} is not a run directory: {config_path} is missing")
+    cfg = OmegaConf.load(config_path)
+    state, used = ckpt.load_latest(run_dir / "checkpoint.pt")  # checkpoint.prev.pt if checkpoint.pt is damaged
+    ckpt.check_compatible(state["config"], compatibility_slice(cfg), used)
+    seed_everything(int(cfg.seed))
+    _, eval_fn, _ = env_setup(cfg.env, int(cfg.seed))
+    obs_space, act_space = env_spaces(eval_fn)
+    agent = build_agent(cfg, obs_space, act_space, resolve_device(device))
+    agent.load_checkpoint_state(state["agent"])
+    agent.eval()
+    return cfg, agent, eval_fn, obs_space, int(state["counters"]["frames"])
 
 
 def _container(node) -> dict:

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything the codebase needs on a fresh Debian/Ubuntu machine:
-# the headless OpenGL libraries MuJoCo renders with, then the pinned Python
+# the headless OpenGL libraries MuJoCo renders with (and, with --test, the
+# chromium the page tests drive), then the pinned Python
 # packages (torch first, pinned, so no other package pulls a CUDA build).
 # Usage: bash scripts/setup.sh [--test]   (--test also installs the test tools)
 set -euo pipefail
@@ -9,15 +10,17 @@ cd "$(dirname "$0")/.."
 extras=""
 [ "${1:-}" = "--test" ] && extras="[test]"
 
-gl_packages=(libegl1 libgl1-mesa-dri libopengl0 libosmesa6)
+system_packages=(libegl1 libgl1-mesa-dri libopengl0 libosmesa6)
+# The tests drive the dream page (python -m dreamer.dream) in a real headless browser.
+[ -n "$extras" ] && system_packages+=(chromium chromium-driver)
 missing=()
 if command -v dpkg-query >/dev/null 2>&1; then
-  for pkg in "${gl_packages[@]}"; do
+  for pkg in "${system_packages[@]}"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
   done
 fi
 if [ ${#missing[@]} -gt 0 ]; then
-  echo "[setup] installing system libraries for headless rendering: ${missing[*]}"
+  echo "[setup] installing system packages (headless rendering; for --test, a headless browser): ${missing[*]}"
   sudo_cmd=""
   [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
   $sudo_cmd apt-get update -qq
