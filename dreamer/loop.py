@@ -304,15 +304,19 @@ class Trainer:
     def _evaluate(self) -> None:
         if self.make_eval_env is None or self.s.eval_episodes <= 0:
             return
-        results = evaluate_episodes(self.agent, self.make_eval_env, self.s.eval_episodes, record_video=True)
+        # A run that only collects random actions measures the random policy, in evaluation too.
+        mode = "random" if self.s.prefill >= self.s.steps else "eval"
+        results = evaluate_episodes(self.agent, self.make_eval_env, self.s.eval_episodes, record_video=True, mode=mode)
         self.logger.scalar("eval/score", np.mean(results["scores"]))
         self.logger.scalar("eval/length", np.mean(results["lengths"]) * self.s.action_repeat)
         if results["video"] is not None:
             self.logger.video("eval/video", results["video"])
 
 
-def evaluate_episodes(agent, make_env: Callable, episodes: int, record_video: bool = False) -> dict:
-    """Run ``episodes`` full episodes without exploration; the first one's frames form the video."""
+def evaluate_episodes(agent, make_env: Callable, episodes: int, record_video: bool = False,
+                      mode: str = "eval") -> dict:
+    """Run ``episodes`` full episodes without exploration (``mode="random"``: uniform
+    random actions); the first one's frames form the video."""
     env = make_env()
     scores, lengths, video = [], [], None
     try:
@@ -324,7 +328,7 @@ def evaluate_episodes(agent, make_env: Callable, episodes: int, record_video: bo
                 if obs["is_last"]:
                     break
                 batch = {k: np.asarray(v)[None] for k, v in obs.items()}
-                action, state = agent.act(batch, state, "eval")
+                action, state = agent.act(batch, state, mode, track=mode != "random")
                 obs = env.step(action[0])
                 score += float(obs["reward"])
                 length += 1

@@ -361,3 +361,21 @@ def test_another_env_without_an_experiment_is_one_clear_error():
     )
     assert result.returncode == 2
     assert "env=gym with experiment=quickstart" in result.stderr and "experiment=none" in result.stderr
+
+
+def test_a_random_only_run_evaluates_the_random_policy(tmp_path, monkeypatch):
+    # prefill >= steps trains nothing: its evaluations must score random actions,
+    # not the untrained actor, so that it is the random baseline of a plot.
+    from dreamer.agent import Agent
+
+    modes = []
+    act = Agent.act
+
+    def spy(self, obs, state=None, mode="train", track=True):
+        modes.append((mode, track))
+        return act(self, obs, state, mode, track)
+
+    monkeypatch.setattr(Agent, "act", spy)
+    train_in_process(tmp_path, ["experiment=debug", "prefill=200", "steps=200", "eval_every=100", "report_every=0"])
+    assert set(modes) == {("random", False)}
+    assert len([r for r in read_metrics(tmp_path) if "eval/score" in r]) == 3  # at the start, 100 and 200 frames
