@@ -3,6 +3,7 @@ the switches resolve and fail as documented."""
 
 from __future__ import annotations
 
+import subprocess
 import sys
 
 import numpy as np
@@ -12,6 +13,7 @@ from hydra import compose, initialize_config_dir
 
 import envs
 from dreamer import fast
+from conftest import REPO
 from dreamer.bench import CONFIG_DIR, synthetic_batch
 from dreamer.logger import Logger
 from dreamer.loop import LoopSettings, Trainer
@@ -124,9 +126,11 @@ def test_compiled_rssm_steps_give_the_same_losses(plain, monkeypatch):
 
 
 # ------------------------------------------------------------ loop paths
-def _page_faults_of_large_allocations(repeats: int = 6, megabytes: int = 256) -> int:
-    import resource
+FAULTS_SCRIPT = """
+import resource, sys, torch
+from dreamer import fast
 
+def faults(repeats=6, megabytes=256):
     before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     for _ in range(repeats):
         block = torch.empty(megabytes * 2**18)  # float32: megabytes MiB
@@ -134,18 +138,23 @@ def _page_faults_of_large_allocations(repeats: int = 6, megabytes: int = 256) ->
         del block
     return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
 
+assert fast.keep_freed_memory(True)
+assert fast.keep_freed_memory(False)  # glibc's own behaviour again
+default = faults()
+assert fast.keep_freed_memory(True)
+faults(1)  # the first block grows the heap once
+print(default, faults())
+"""
+
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's allocator")
 def test_keep_memory_reuses_freed_blocks_instead_of_faulting_them_in_again():
-    try:
-        assert fast.keep_freed_memory(True)
-        assert fast.keep_freed_memory(False)  # glibc's own behaviour again
-        default = _page_faults_of_large_allocations()
-        assert fast.keep_freed_memory(True)
-        _page_faults_of_large_allocations(1)  # the first block grows the heap once
-        kept = _page_faults_of_large_allocations()
-    finally:
-        fast.keep_freed_memory(fast.auto_value("keep_memory", CPU))
+    # In a fresh interpreter: what earlier tests left in this process's heap
+    # (and how its pages are backed) would change the counts.
+    result = subprocess.run([sys.executable, "-c", FAULTS_SCRIPT], cwd=REPO, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr
+    default, kept = (int(v) for v in result.stdout.split())
     pages = 6 * 256 * 2**20 // 4096
     assert default > 0.9 * pages  # each block arrived as fresh pages
     # At most one of the six blocks needs new pages (when small allocations took part of the freed one).

@@ -119,7 +119,7 @@ def test_sweep_dir_of_a_requeued_job_is_the_one_fixed_at_submission(hydra_config
     submitted = master.hydra.sweep.dir  # launch() reads it before pickling the job
     time.sleep(1.1)  # the sweep dir is named to the second
     requeued = pickle.loads(pickle.dumps(master))  # submitit pickles the launcher and its config
-    job = loader.load_sweep_config(requeued, ["env.task=reach_discrete", "seed=1"])
+    job = loader.load_sweep_config(requeued, ["experiment=debug", "env.task=reach_discrete", "seed=1"])
     assert job.hydra.sweep.dir == submitted
     assert job.hydra.sweep.subdir == "toy_reach_discrete/dreamerv3/seed1"
     fresh = loader.load_configuration("config", overrides=[], run_mode=RunMode.MULTIRUN)
