@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 import threading
 import urllib.error
 import urllib.request
@@ -13,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import train_in_process
+from conftest import REPO, train_in_process
 from dreamer.dream import DreamServer, load_session, main
 from dreamer.dream_session import DreamError
 
@@ -203,7 +205,7 @@ def test_malformed_and_oversized_bodies_are_refused(server):
     assert status == 413 and "at most" in payload["error"]
 
 
-def test_the_command_names_a_missing_run_and_binds_to_localhost_by_default(tmp_path, capsys):
+def test_the_command_names_a_missing_run_directory(tmp_path, capsys):
     assert main([str(tmp_path)]) == 2
     assert "not a run directory" in capsys.readouterr().err
 
@@ -274,3 +276,22 @@ def test_the_page_in_a_real_browser(server, tmp_path):
         assert float(text("latency")) > 0
     finally:
         browser.quit()
+
+
+def test_the_command_serves_on_localhost_and_says_where(run_dir):
+    process = subprocess.Popen([sys.executable, "-m", "dreamer.dream", str(run_dir), "--port", "0"], cwd=REPO,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        lines = []
+        while not lines or "serving on" not in lines[-1]:
+            lines.append(process.stdout.readline())
+            assert lines[-1], f"the server stopped: {lines}"
+        assert any("replayed episodes" in line for line in lines)
+        assert "serving on 127.0.0.1:" in lines[-1] and "this machine only" in lines[-1]
+        url = lines[-1].split("open ")[1].split()[0]
+        assert url.startswith("http://127.0.0.1:")
+        with urllib.request.urlopen(url + "api/info", timeout=60) as response:
+            assert json.loads(response.read())["algo"] == "dreamerv3"
+    finally:
+        process.terminate()
+        process.wait(timeout=60)
