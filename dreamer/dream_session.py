@@ -44,7 +44,7 @@ class Frame:
     value: float | None
     real: dict[str, np.ndarray] | None = None
     real_reward: float | None = None
-    error: float | None = None  # mean squared error of dream vs reality, pixels or vector entries in [0, 1] / raw units
+    error: float | None = None  # MSE of dream vs reality: pixels scaled to [0, 1], vectors in their own units
     action: list[float] | None = None  # the action that led here (None at the start)
     observed: bool = False  # a context frame: the model saw reality here
 
@@ -188,10 +188,11 @@ class DreamSession:
         rows = []
         for frame in self.frames:
             dream = frame.dream[key]
-            real = frame.real[key] if frame.real is not None else np.zeros_like(dream)
-            error = np.abs(dream.astype(np.int16) - real.astype(np.int16)).astype(np.uint8)
-            if frame.real is None:
-                error = np.zeros_like(dream)
+            if frame.real is None:  # reality unknown: black reality and error panels
+                real = error = np.zeros_like(dream)
+            else:
+                real = frame.real[key]
+                error = np.abs(dream.astype(np.int16) - real.astype(np.int16)).astype(np.uint8)
             rows.append(np.concatenate([dream, real, error], 1))
         return np.stack(rows)
 
@@ -257,9 +258,8 @@ class DreamSession:
             value = float(agent.behavior.critic(feat).mean[0]) if agent.behavior is not None else None
         dream = {}
         for key in self.image_keys:
-            image = (preds[key][0].float() + 0.5).clamp(0, 1).movedim(0, -1)
-            image = image.repeat_interleave(3, -1) if image.shape[-1] < 3 else image[..., :3]
-            dream[key] = (image * 255).round().to(torch.uint8).cpu().numpy()
+            image = ((preds[key][0].float() + 0.5).clamp(0, 1) * 255).round().to(torch.uint8)
+            dream[key] = _rgb(image.movedim(0, -1).cpu().numpy())
         for key in self.vector_keys:
             dream[key] = preds[key][0].float().cpu().numpy()
         error = None
