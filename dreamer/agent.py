@@ -92,10 +92,19 @@ def resolve_device(name: str) -> torch.device:
 
 
 def all_finite(tensors: list[torch.Tensor]) -> bool:
-    return all(bool(torch.isfinite(t).all()) for t in tensors)
+    """Whether every element of ``tensors`` is finite, in one device-to-host transfer."""
+    return bool(torch.isfinite(torch.cat([t.detach().float().reshape(-1) for t in tensors])).all())
 
 
 NON_MODEL_KEYS = ("reward", "is_first", "is_last", "is_terminal", "action")
+
+
+def to_host(metrics: dict[str, torch.Tensor]) -> dict[str, float]:
+    """Scalar tensors as floats in one device-to-host transfer (one sync per
+    update, not one per metric)."""
+    tensors = {k: v for k, v in metrics.items() if isinstance(v, torch.Tensor)}
+    values = torch.stack([v.detach().float().reshape(()) for v in tensors.values()]).tolist() if tensors else []
+    return {k: float(v) for k, v in metrics.items()} | dict(zip(tensors, values))
 
 
 class Agent(nn.Module):
@@ -224,12 +233,13 @@ class Agent(nn.Module):
         return post
 
     # ----------------------------------------------------------------- update
-    def _step(self, opt, loss, params, clip, inputs=None, retain=False) -> float:
+    def _step(self, opt, loss, params, clip, inputs=None, retain=False) -> torch.Tensor:
+        """Backward, clip and step; returns the gradient norm before clipping, on the device."""
         opt.zero_grad(set_to_none=True)
         loss.backward(inputs=inputs, retain_graph=retain)
         norm = torch.nn.utils.clip_grad_norm_(params, clip if clip > 0 else float("inf"), foreach=True)
         opt.step()
-        return float(norm)
+        return norm
 
     def update(self, batch: dict[str, np.ndarray]) -> dict[str, float]:
         """One world-model and one behaviour update; returns ``train/...`` metrics.
@@ -251,7 +261,7 @@ class Agent(nn.Module):
             model_loss, post, _, wm_metrics = self._model_loss(data)
         if not self._all_finite([model_loss]):
             return {"train/nonfinite": 1.0}
-        metrics = {f"train/{k}": float(v) for k, v in wm_metrics.items()}
+        metrics = {f"train/{k}": v for k, v in wm_metrics.items()}
         metrics["train/model_grad_norm"] = self._step(
             self.model_opt, model_loss, list(wm.parameters()), self.model_clip
         )
@@ -261,8 +271,7 @@ class Agent(nn.Module):
             with self._autocast():
                 losses, behavior_metrics = self._behavior_loss(wm, start, start_cont)
             if not self._all_finite(list(losses.values())):
-                metrics["train/nonfinite"] = 1.0
-                return metrics
+                return {**to_host(metrics), "train/nonfinite": 1.0}
             metrics["train/actor_grad_norm"] = self._step(
                 self.actor_opt, losses["actor"], self.actor_params, self.actor_clip, self.actor_params, retain=True
             )
@@ -270,9 +279,8 @@ class Agent(nn.Module):
                 self.critic_opt, losses["critic"], self.critic_params, self.critic_clip, self.critic_params
             )
             self.behavior.update_slow_critic()
-            metrics.update({f"train/{k}": float(v) for k, v in behavior_metrics.items()})
-        metrics["train/nonfinite"] = 0.0
-        return metrics
+            metrics.update({f"train/{k}": v for k, v in behavior_metrics.items()})
+        return {**to_host(metrics), "train/nonfinite": 0.0}
 
     def _scored(self, data: dict[str, torch.Tensor], key: str) -> torch.Tensor:
         """``data[key]`` without the replay-context steps, which get no loss."""
@@ -300,24 +308,27 @@ class Agent(nn.Module):
                 wm, flatten_states(post), self._start_cont(data), self.replayed(data, post)
             )
         total = model_loss + losses["actor"] + losses["critic"]
-        if not self._all_finite([model_loss, total]):
-            return {"train/nonfinite": 1.0}
         opts = self.optimizers()
         for opt in opts.values():
             opt.zero_grad(set_to_none=True)
+        # A non-finite loss only spoils gradients, and no parameter moves before
+        # opt.step(), so the finiteness check waits for the update's one
+        # device-to-host transfer (the metrics) instead of adding a second.
         total.backward()
         groups = {"model": list(wm.parameters()), "actor": self.actor_params, "critic": self.critic_params}
         clips = {"model": self.model_clip, "actor": self.actor_clip, "critic": self.critic_clip}
-        metrics = {f"train/{k}": float(v) for k, v in wm_metrics.items()}
-        for name, opt in opts.items():
-            params = groups[name]
-            norm = torch.nn.utils.clip_grad_norm_(params, clips[name] if clips[name] > 0 else float("inf"), foreach=True)
-            metrics[f"train/{name}_grad_norm"] = float(norm)
+        metrics = {f"train/{k}": v for k, v in wm_metrics.items()}
+        for name, params in groups.items():
+            clip = clips[name] if clips[name] > 0 else float("inf")
+            metrics[f"train/{name}_grad_norm"] = torch.nn.utils.clip_grad_norm_(params, clip, foreach=True)
+        metrics.update({f"train/{k}": v for k, v in behavior_metrics.items()})
+        metrics = to_host(metrics)
+        if not self._all_finite([model_loss, total]):
+            return {"train/nonfinite": 1.0}
+        for opt in opts.values():
             opt.step()
         self.behavior.update_slow_critic()
-        metrics.update({f"train/{k}": float(v) for k, v in behavior_metrics.items()})
-        metrics["train/nonfinite"] = 0.0
-        return metrics
+        return {**metrics, "train/nonfinite": 0.0}
 
     @torch.no_grad()
     def report(self, batch: dict[str, np.ndarray]):
