@@ -3,7 +3,8 @@
 ``python -m dreamer.bench [KEY=VALUE ...] [--size s] [--batch 16] [--length 64]
 [--horizon 15] [--fast-paths compile=true bf16=false ...]`` composes the Hydra
 config (``KEY=VALUE`` are train.py's overrides, e.g. ``algo=dreamerv1
-model=xs``, and win over the options), builds
+model=xs``, and win over the options; ``experiment=quickstart`` measures that
+experiment's own env, model and batch), builds
 the agent with :func:`dreamer.run.build_agent` (so the fast-path switches and
 model sizes are exactly those of training), times each part on a synthetic
 batch after a warm-up and prints the medians as JSON on stdout. Progress goes
@@ -50,7 +51,9 @@ def log(message: str) -> None:
 
 def compose_config(size: str, batch: int, length: int, horizon: int, device: str, env: str, overrides=()):
     """The training config for these settings (``env`` as ``suite:task``);
-    ``overrides`` are Hydra overrides and win over the options above."""
+    ``overrides`` are Hydra overrides and win over the options above. With
+    ``experiment=NAME`` among them, that experiment's env, model, batch and
+    horizon are used instead of the options (``--device`` still applies)."""
     suite, _, task = env.partition(":")
     if not task:
         raise ValueError(f"--env {env!r} must look like suite:task, e.g. dmc:walker_walk or toy:reach")
@@ -60,13 +63,17 @@ def compose_config(size: str, batch: int, length: int, horizon: int, device: str
                "algo.batch_length": length, "device": device}
     if "env" in given:
         options.pop("env.task")  # another suite brings its own default task
-    # Without the default experiment (the quickstart's sizes and budget): the
-    # benchmark measures the env group's own settings at the given size.
-    args = ["~experiment", *(f"{k}={v}" for k, v in options.items() if k not in given), *overrides]
+    if "experiment" in given:
+        # An experiment brings its own env, model and batch; only the device is set here.
+        args = [*(f"{k}={v}" for k, v in {"device": device}.items() if k not in given), *overrides]
+    else:
+        # Without the default experiment (the quickstart's sizes and budget): the
+        # benchmark measures the env group's own settings at the given size.
+        args = ["~experiment", *(f"{k}={v}" for k, v in options.items() if k not in given), *overrides]
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base=None):
         cfg = compose(config_name="config", overrides=args)
     # A planner preset has no imagination horizon to set.
-    if cfg.algo.get("behavior") is not None and "algo.behavior.horizon" not in given:
+    if cfg.algo.get("behavior") is not None and not given & {"algo.behavior.horizon", "experiment"}:
         cfg.algo.behavior.horizon = horizon
     return cfg
 
@@ -259,7 +266,7 @@ def measure(args) -> dict:
     return out
 
 
-MODEL_SWITCHES = ("compile", "bf16", "channels_last", "fused_optim", "keep_memory")
+MODEL_SWITCHES = ("compile", "compile_update", "bf16", "channels_last", "fused_optim", "keep_memory")
 
 
 def compare(args) -> dict:

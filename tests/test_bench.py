@@ -7,6 +7,8 @@ import math
 
 import pytest
 
+from hydra import compose, initialize_config_dir
+
 from dreamer import bench
 
 RATES = (
@@ -74,3 +76,11 @@ def test_bench_overrides_win_over_the_options():
     cfg = bench.compose_config("xs", 16, 64, 15, "cpu", "dmc:walker_walk", ["model=tiny", "algo.batch_size=3", "algo=planet"])
     assert cfg.model.deter == bench.compose_config("tiny", 16, 64, 15, "cpu", "dmc:walker_walk").model.deter
     assert cfg.algo.batch_size == 3 and cfg.algo.get("behavior") is None
+
+
+def test_an_experiment_override_benchmarks_that_experiment_as_trained():
+    cfg = bench.compose_config("s", 16, 64, 15, "cpu", "dmc:walker_walk", ["experiment=quickstart"])
+    with initialize_config_dir(config_dir=str(bench.CONFIG_DIR), version_base=None):
+        trained = compose(config_name="config", overrides=["experiment=quickstart", "device=cpu"])
+    assert cfg.env.task == trained.env.task == "cartpole_swingup"
+    assert cfg.model == trained.model and cfg.algo == trained.algo
