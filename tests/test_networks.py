@@ -1,9 +1,10 @@
 import pytest
 import torch
+from torch import nn
 
 from world_model import distributions as dists
 from world_model.multi import MultiDecoder, MultiEncoder, image_to_float, split_keys
-from world_model.networks import ChannelNorm, ConvDecoder, ConvEncoder
+from world_model.networks import ChannelNorm, ConvDecoder, ConvEncoder, UpsampleConv
 
 
 @pytest.mark.parametrize("size", [(32, 32), (64, 64), (48, 80)])
@@ -223,3 +224,25 @@ def test_valid_layout_learns_to_autoencode_images():
     finally:
         torch.set_num_threads(threads)
     assert final < 0.5 * initial, (initial, final)
+
+
+@pytest.mark.parametrize("kernel", [3, 4, 5, 7])
+def test_upsample_conv_computes_the_upsampled_convolution_and_its_gradients(kernel):
+    torch.manual_seed(0)
+    fast = UpsampleConv(6, 5, kernel).double()
+    plain = nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(6, 5, kernel, 1, "same")).double()
+    assert fast.state_dict().keys() == plain.state_dict().keys()  # checkpoints load either way
+    plain.load_state_dict(fast.state_dict())
+    x = torch.randn(3, 6, 5, 7, dtype=torch.float64)
+    grad_out = torch.randn(3, 5, 10, 14, dtype=torch.float64)
+    outputs, grads = [], []
+    for net in (fast, plain):
+        xi = x.clone().requires_grad_(True)
+        out = net(xi)
+        out.backward(grad_out)
+        outputs.append(out)
+        grads.append([xi.grad, net[1].weight.grad, net[1].bias.grad])
+    assert outputs[0].shape == (3, 5, 10, 14)
+    torch.testing.assert_close(outputs[0], outputs[1], rtol=1e-10, atol=1e-10)
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)

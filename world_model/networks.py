@@ -28,6 +28,7 @@ PlaNet) or ELU (DreamerV2)).
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from world_model.layers import BlockLinear, activation, linear_bias, make_norm, mark_output, norm_kind
@@ -144,6 +145,47 @@ class ConvEncoder(nn.Module):
         return self.net(x).flatten(1)
 
 
+class UpsampleConv(nn.Sequential):
+    """2x nearest-neighbour upsampling, then a stride-1 ``'same'`` convolution,
+    computed at the input's resolution.
+
+    Each of the four output phases (row and column parity) of
+    ``conv(upsample(x))`` reads a fixed 3 x 3 window of ``x`` (for kernel 5)
+    whose taps are sums of the kernel's taps. So the pair is one convolution
+    of the small map with four times the output channels, then a pixel
+    shuffle: for kernel 5, 36 of every 100 multiply-adds, and no upsampled
+    map is stored for the backward pass. The result is the same up to float
+    summation order. The children stay ``(Upsample, Conv2d)``, so parameter
+    names and checkpoints are those of the plain pair, which even kernels run.
+    """
+
+    def __init__(self, channels: int, out: int, kernel: int, bias: bool = True):
+        super().__init__(nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(channels, out, kernel, 1, "same", bias=bias))
+        pad = (kernel - 1) // 2
+        # Low-resolution row (column) offset that tap i of output phase q reads.
+        offsets = [[(phase + i - pad) // 2 for i in range(kernel)] for phase in (0, 1)]
+        self.low, high = min(map(min, offsets)), max(map(max, offsets))
+        self.window = high - self.low + 1
+        taps = torch.zeros(2, self.window, kernel)
+        for phase, row in enumerate(offsets):
+            for i, offset in enumerate(row):
+                taps[phase, offset - self.low, i] = 1.0
+        self.register_buffer("taps", taps, persistent=False)
+        self.phased = kernel % 2 == 1
+        self.pad = (-self.low, high, -self.low, high)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not self.phased:
+            return super().forward(x)
+        conv = self[1]
+        taps = self.taps.to(conv.weight.dtype)
+        # weight[o, py, px, c, a, b] = sum_ij taps[py, a, i] * W[o, c, i, j] * taps[px, b, j]
+        weight = torch.einsum("yai,ocij,xbj->oyxcab", taps, conv.weight, taps)
+        weight = weight.reshape(-1, conv.in_channels, self.window, self.window)
+        bias = conv.bias.repeat_interleave(4) if conv.bias is not None else None
+        return F.pixel_shuffle(F.conv2d(F.pad(x, self.pad), weight, bias), 2)
+
+
 class ConvDecoder(nn.Module):
     """(N, in_dim) features -> (N, out_channels, H, W) image predictions.
 
@@ -239,8 +281,7 @@ class ConvDecoder(nn.Module):
             return nn.ConvTranspose2d(channels, out, kernel, 2, (kernel - 1) // 2, kernel % 2, bias=bias)
         if resize == "valid":
             return nn.ConvTranspose2d(channels, out, kernel, 2, bias=bias)
-        upsample = nn.Upsample(scale_factor=2, mode="nearest")
-        return nn.Sequential(upsample, nn.Conv2d(channels, out, kernel, 1, "same", bias=bias))
+        return UpsampleConv(channels, out, kernel, bias)
 
     def _space(self, x: Tensor) -> Tensor:
         channels, height, width = self.grid
