@@ -241,6 +241,27 @@ class Agent(nn.Module):
         opt.step()
         return norm
 
+    def _behavior_step(self, losses: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Actor and critic steps from their losses (the sequential update);
+        returns their gradient norms before clipping, on the device."""
+        # Both backward passes run before either step: a compiled loss is one
+        # autograd node whose backward reads the actor's weights as saved at
+        # the forward, even for the critic's loss. Eager, the order changes nothing.
+        self.actor_opt.zero_grad(set_to_none=True)
+        self.critic_opt.zero_grad(set_to_none=True)
+        losses["actor"].backward(inputs=self.actor_params, retain_graph=True)
+        losses["critic"].backward(inputs=self.critic_params)
+        norms = {}
+        for name, opt, params, clip in (
+            ("actor", self.actor_opt, self.actor_params, self.actor_clip),
+            ("critic", self.critic_opt, self.critic_params, self.critic_clip),
+        ):
+            norms[f"train/{name}_grad_norm"] = torch.nn.utils.clip_grad_norm_(
+                params, clip if clip > 0 else float("inf"), foreach=True
+            )
+            opt.step()
+        return norms
+
     def update(self, batch: dict[str, np.ndarray]) -> dict[str, float]:
         """One world-model and one behaviour update; returns ``train/...`` metrics.
 
@@ -272,12 +293,7 @@ class Agent(nn.Module):
                 losses, behavior_metrics = self._behavior_loss(wm, start, start_cont)
             if not self._all_finite(list(losses.values())):
                 return {**to_host(metrics), "train/nonfinite": 1.0}
-            metrics["train/actor_grad_norm"] = self._step(
-                self.actor_opt, losses["actor"], self.actor_params, self.actor_clip, self.actor_params, retain=True
-            )
-            metrics["train/critic_grad_norm"] = self._step(
-                self.critic_opt, losses["critic"], self.critic_params, self.critic_clip, self.critic_params
-            )
+            metrics.update(self._behavior_step(losses))
             self.behavior.update_slow_critic()
             metrics.update({f"train/{k}": v for k, v in behavior_metrics.items()})
         return {**to_host(metrics), "train/nonfinite": 0.0}

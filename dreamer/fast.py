@@ -7,13 +7,18 @@ measured faster on that device type (see docs/performance.md):
   functions, which the observe and imagine loops call dozens of times per
   update. Each distinct batch shape (acting, filtering, imagining) gets its
   own compiled graph; compiled artefacts are cached on disk.
+- ``compile_update``: torch.compile (``fullgraph=True``) of the whole
+  world-model loss and the whole behaviour loss (observe loop, imagination
+  rollout, actor and critic losses), with their backward passes, as one
+  graph each: no graph breaks and no host synchronisation inside.
 - ``bf16``: bfloat16 autocast for the forward passes; losses stay float32.
 - ``channels_last``: NHWC memory layout for the convolution weights.
 - ``fused_optim``: fused single-kernel Adam instead of the foreach one (Adam presets; LaProp always runs foreach).
 - ``prefetch``: sample the next replay batches in a background thread
   (pinned memory and non-blocking copies on CUDA).
-- ``cuda_graphs``: capture the compiled step functions as CUDA graphs
-  (torch.compile ``mode='reduce-overhead'``); CUDA only, needs ``compile``.
+- ``cuda_graphs``: capture the compiled functions as CUDA graphs
+  (torch.compile ``mode='reduce-overhead'``); CUDA only, needs ``compile``
+  or ``compile_update``.
 - ``overlap_env``: let the environment workers step while the agent trains.
 - ``keep_memory``: glibc's allocator keeps freed memory for the next
   allocation instead of handing large blocks back to the system (see
@@ -31,7 +36,8 @@ from pathlib import Path
 import torch
 
 SWITCHES = (
-    "compile", "bf16", "channels_last", "fused_optim", "prefetch", "cuda_graphs", "overlap_env", "keep_memory",
+    "compile", "compile_update", "bf16", "channels_last", "fused_optim", "prefetch", "cuda_graphs", "overlap_env",
+    "keep_memory",
 )
 OPTIONS = ("threads", "compile_cache")  # the other keys of the config's fast block
 VALUES = ("auto", True, False)
@@ -53,6 +59,11 @@ def cpu_has_bfloat16_units() -> bool:
 # the usual GPU choice, not yet measured here.
 AUTO: dict[str, tuple] = {
     "compile": (False, True),
+    # On an AVX2 EPYC the quickstart's world-model update took 2.01 s compiled
+    # against 2.06 s eager (its convolutions dominate), after compiling for
+    # about 9 minutes. On CUDA it is the launch-overhead fix, but it has not
+    # been measured on a GPU, so auto keeps it off there too.
+    "compile_update": (False, False),
     # With bfloat16 units (AMD Zen 4, here) bf16 took the 2024 agent's update at
     # size s from 13.9 s to 6.6 s and gained at every size down to tiny; without
     # them (the Intel Xeon in docs/performance.md) every op is emulated: 0.4x.
@@ -97,8 +108,10 @@ def settings_from(cfg, device: torch.device) -> dict[str, bool]:
     if unknown:
         raise ValueError(f"unknown keys {sorted(unknown)} in fast; allowed: {', '.join(SWITCHES + OPTIONS)}")
     settings = {name: resolve(name, block.get(name, "auto"), device) for name in SWITCHES}
-    if settings["cuda_graphs"] and not settings["compile"]:
-        raise ValueError("fast.cuda_graphs=true needs fast.compile on (the graphs are captured by torch.compile)")
+    if settings["cuda_graphs"] and not (settings["compile"] or settings["compile_update"]):
+        raise ValueError(
+            "fast.cuda_graphs=true needs fast.compile or fast.compile_update on (the graphs are captured by torch.compile)"
+        )
     return settings
 
 
@@ -169,15 +182,31 @@ def compile_rssm_steps(rssm: torch.nn.Module, cuda_graphs: bool = False) -> None
         setattr(rssm, name, torch.compile(eager, dynamic=False, mode=mode))
 
 
+def compile_update(agent, cuda_graphs: bool = False) -> None:
+    """Replace the agent's world-model and behaviour loss callables with
+    whole-graph compiled ones, in place (see :class:`dreamer.agent.Agent`).
+
+    ``fullgraph=True`` makes a graph break an error instead of a silent
+    fallback, so the update stays one graph per loss, forward and backward.
+    """
+    mode = "reduce-overhead" if cuda_graphs else None
+    agent._model_loss = torch.compile(agent.world_model.loss, fullgraph=True, dynamic=False, mode=mode)
+    if agent.behavior is not None:
+        agent._behavior_loss = torch.compile(agent.behavior.loss, fullgraph=True, dynamic=False, mode=mode)
+
+
 def apply(agent, settings: dict[str, bool], compile_cache: str | Path | None = None) -> None:
     """Apply the model-side switches to a built agent (bf16 and the optimiser
     kernels are constructor arguments of the agent; prefetch and overlap_env
     belong to the loop)."""
     if settings["channels_last"]:
         agent.world_model.to(memory_format=torch.channels_last)
-    if settings["compile"]:
+    if settings["compile"] or settings["compile_update"]:
         enable_compile_cache(compile_cache)
+    if settings["compile"]:
         compile_rssm_steps(agent.world_model.rssm, settings["cuda_graphs"])
+    if settings["compile_update"]:
+        compile_update(agent, settings["cuda_graphs"])
 
 
 def loop_settings(cfg, device: torch.device) -> dict[str, bool]:

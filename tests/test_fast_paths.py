@@ -12,6 +12,7 @@ import torch
 from hydra import compose, initialize_config_dir
 
 import envs
+from behavior.imagine import flatten_states
 from dreamer import fast
 from conftest import REPO
 from dreamer.bench import CONFIG_DIR, synthetic_batch
@@ -83,9 +84,22 @@ def test_cuda_graphs_stay_off_on_cpu_even_when_asked(capsys):
 def test_cuda_graphs_require_compile():
     from omegaconf import OmegaConf
 
-    cfg = OmegaConf.create({"fast": {"cuda_graphs": True, "compile": False}})
-    with pytest.raises(ValueError, match="needs fast.compile"):
+    cfg = OmegaConf.create({"fast": {"cuda_graphs": True, "compile": False, "compile_update": False}})
+    with pytest.raises(ValueError, match="needs fast.compile or fast.compile_update"):
         fast.settings_from(cfg, torch.device("cuda"))
+    for compiled in ("compile", "compile_update"):
+        cfg = OmegaConf.create({"fast": {"cuda_graphs": True, "compile": False, "compile_update": False, compiled: True}})
+        assert fast.settings_from(cfg, torch.device("cuda"))["cuda_graphs"]
+
+
+def test_compile_update_swaps_in_compiled_losses_and_keeps_the_eager_methods():
+    agent, _ = tiny_agent(compile_update="true")
+    # torch.compile is lazy: nothing compiles until the first update.
+    assert agent._model_loss is not agent.world_model.loss
+    assert agent._behavior_loss is not agent.behavior.loss
+    assert "_core" not in vars(agent.world_model.rssm)  # the per-step switch stays separate
+    plain, _ = tiny_agent()
+    assert plain._model_loss == plain.world_model.loss
 
 
 # ---------------------------------------------------------------- numerics
@@ -114,6 +128,21 @@ def test_fused_adam_takes_the_same_step_as_foreach_adam():
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("algo", ["dreamerv3", "dreamerv3_2023"])  # joint and sequential updates
+def test_a_nonfinite_loss_moves_no_parameter_and_a_finite_one_does(algo):
+    agent, batch = tiny_agent(algo)
+    before = [p.detach().clone() for p in agent.parameters()]
+    spoiled = {**batch, "reward": batch["reward"].copy()}
+    spoiled["reward"][0, 1] = np.nan
+    assert agent.update(spoiled) == {"train/nonfinite": 1.0}
+    assert all(torch.equal(a, b) for a, b in zip(before, agent.parameters()))
+    agent.update(batch)  # the learning-rate warm-up starts at zero
+    metrics = agent.update(batch)
+    assert metrics["train/nonfinite"] == 0.0
+    assert all(isinstance(v, float) and np.isfinite(v) for v in metrics.values())
+    assert not all(torch.equal(a, b) for a, b in zip(before, agent.parameters()))
+
+
 @pytest.mark.slow  # compiling takes one to three minutes on two cores
 def test_compiled_rssm_steps_give_the_same_losses(plain, monkeypatch):
     import torch._inductor.config as inductor_config
@@ -123,6 +152,47 @@ def test_compiled_rssm_steps_give_the_same_losses(plain, monkeypatch):
     agent, batch = tiny_agent(compile="true")
     assert "_core" in vars(agent.world_model.rssm)
     assert_close(model_losses(agent, batch), plain[0], rtol=1e-4, atol=1e-5)
+
+
+def joint_gradients(agent, batch) -> tuple[dict[str, float], dict[str, torch.Tensor]]:
+    """The 2024 update's losses and the gradients of its summed loss, before any step."""
+    torch.manual_seed(1)
+    data = agent._tensors(batch)
+    model_loss, post, _, metrics = agent._model_loss(data)
+    losses, behavior_metrics = agent._behavior_loss(
+        agent.world_model, flatten_states(post), agent._start_cont(data), agent.replayed(data, post)
+    )
+    agent.zero_grad(set_to_none=True)
+    (model_loss + losses["actor"] + losses["critic"]).backward()
+    grads = {name: p.grad.clone() for name, p in agent.named_parameters() if p.grad is not None}
+    values = {k: float(v) for k, v in {**metrics, **behavior_metrics}.items()}
+    return values, grads
+
+
+@pytest.mark.slow  # compiling the two whole losses takes a few minutes on two cores
+def test_compiled_update_gives_the_eager_losses_and_gradients(monkeypatch):
+    import torch._inductor.config as inductor_config
+
+    monkeypatch.setattr(inductor_config, "fallback_random", True)
+    (eager, batch), (compiled, _) = tiny_agent(), tiny_agent(compile_update="true")
+    eager_values, eager_grads = joint_gradients(eager, batch)
+    compiled_values, compiled_grads = joint_gradients(compiled, batch)
+    # Fused kernels reorder float32 sums: losses agree to 1e-4, and every
+    # parameter's gradient to 1e-3 of that tensor's largest entry.
+    assert_close(compiled_values, eager_values, rtol=1e-4, atol=1e-5)
+    assert compiled_grads.keys() == eager_grads.keys()
+    assert any(name.startswith("world_model.") for name in eager_grads)
+    assert any(name.startswith("behavior.actor.") for name in eager_grads)
+    for name, grad in eager_grads.items():
+        scale = float(grad.abs().max())
+        torch.testing.assert_close(compiled_grads[name], grad, rtol=1e-3, atol=1e-3 * scale + 1e-8, msg=name)
+    # The return-normalisation statistics the loss updates in place move alike.
+    for (name, a), (_, b) in zip(eager.behavior.named_buffers(), compiled.behavior.named_buffers()):
+        torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-6, msg=name)
+    # The full update (and the sequential update's two backward passes) run compiled.
+    assert compiled.update(batch)["train/nonfinite"] == 0.0
+    sequential, batch = tiny_agent("dreamerv3_2023", compile_update="true")
+    assert sequential.update(batch)["train/nonfinite"] == 0.0
 
 
 # ------------------------------------------------------------ loop paths
@@ -157,8 +227,9 @@ def test_keep_memory_reuses_freed_blocks_instead_of_faulting_them_in_again():
     default, kept = (int(v) for v in result.stdout.split())
     pages = 6 * 256 * 2**20 // 4096
     assert default > 0.9 * pages  # each block arrived as fresh pages
-    # At most one of the six blocks needs new pages (when small allocations took part of the freed one).
-    assert kept <= 1.05 * pages / 6, (default, kept)
+    # At most two of the six blocks need new pages: small allocations can take
+    # part of a freed block, and under memory pressure the kernel may reclaim one.
+    assert kept <= 2.1 * pages / 6, (default, kept)
 
 
 def test_prefetcher_yields_what_sequential_sampling_yields():
