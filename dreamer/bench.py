@@ -14,7 +14,8 @@ Keys: ``world_model_updates_per_s``, ``behavior_updates_per_s``,
 ``imagined_states_per_s``, ``agent_updates_per_s``, ``agent_update_s``,
 ``policy_step_ms`` (act on one observation), ``env_steps_per_s`` (one
 worker), ``env_steps_per_s_workers`` (``--workers`` workers), ``peak_rss_mb``,
-``peak_cuda_mb`` (None without CUDA), ``trainable_parameters_m`` and
+``peak_cuda_mb`` (None without CUDA), ``warmup_s`` (seconds of the
+untimed calls of each phase, compilation included), ``trainable_parameters_m`` and
 ``frozen_parameters_m`` (the slow critic), ``ops_per_update`` (ATen
 operators dispatched in one full update, from the profiler), plus the
 settings measured. With
@@ -108,11 +109,16 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def timed(fn, repeats: int, warmup: int, device: torch.device) -> float:
-    """Median seconds of ``fn()`` over ``repeats`` calls after ``warmup`` calls."""
+def timed(fn, repeats: int, warmup: int, device: torch.device, warmup_s: dict | None = None, name: str = "") -> float:
+    """Median seconds of ``fn()`` over ``repeats`` calls after ``warmup`` calls;
+    the warm-up's seconds (compilation included) go to ``warmup_s[name]``."""
+    start = time.perf_counter()
     for _ in range(warmup):
         fn()
     _sync(device)
+    if warmup_s is not None:
+        warmup_s[name] = time.perf_counter() - start
+        log(f"  warm-up {warmup_s[name]:.1f} s")
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
@@ -186,17 +192,26 @@ def build(args, overrides) -> tuple:
     return cfg, device, build_agent(cfg, obs_space, act_space, device), train_fns, obs_space, act_space
 
 
+def size_label(args) -> str:
+    """The model size measured: a ``model=`` override, else the experiment's own, else ``--size``."""
+    chosen = {o.partition("=")[0]: o.partition("=")[2] for o in args.overrides}
+    if "model" in chosen:
+        return chosen["model"]
+    return f"{chosen['experiment']}'s" if "experiment" in chosen else args.size
+
+
 def measure(args) -> dict:
     cfg, device, agent, train_fns, obs_space, act_space = build(args, [f"fast.{item}" for item in args.fast_paths])
     settings = fast.settings_from(cfg, device)
     shape = batch_shape(cfg)
-    log(f"{' '.join(args.overrides) or 'defaults'}, size {args.size}, batch {shape['batch']}x{shape['length']}, "
+    size = size_label(args)
+    log(f"{' '.join(args.overrides) or 'defaults'}, size {size}, batch {shape['batch']}x{shape['length']}, "
         f"horizon {shape['horizon']}, device {device}, {settings}")
     batch = synthetic_batch(obs_space, act_space, shape["batch"], shape["length"])
     wm = agent.world_model
     out = {
         "overrides": list(args.overrides),
-        "size": next((o.partition("=")[2] for o in args.overrides if o.startswith("model=")), args.size),
+        "size": size,
         **shape,
         "device": str(device),
         "threads": torch.get_num_threads(),
@@ -212,7 +227,8 @@ def measure(args) -> dict:
         return post
 
     log("world-model update")
-    seconds = timed(model_step, args.repeats, args.warmup, device)
+    out["warmup_s"] = warmups = {}
+    seconds = timed(model_step, args.repeats, args.warmup, device, warmups, "world_model")
     out["world_model_updates_per_s"] = 1 / seconds
 
     if agent.behavior is not None:
@@ -225,17 +241,16 @@ def measure(args) -> dict:
         def behavior_step():
             with agent._autocast():
                 losses, _ = agent._behavior_loss(wm, start, start_cont, replay)
-            agent._step(agent.actor_opt, losses["actor"], agent.actor_params, agent.actor_clip, agent.actor_params, True)
-            agent._step(agent.critic_opt, losses["critic"], agent.critic_params, agent.critic_clip, agent.critic_params)
+            agent._behavior_step(losses)
             wm.zero_grad(set_to_none=True)
 
         log("behaviour update")
-        seconds = timed(behavior_step, args.repeats, args.warmup, device)
+        seconds = timed(behavior_step, args.repeats, args.warmup, device, warmups, "behavior")
         out["behavior_updates_per_s"] = 1 / seconds
         out["imagined_states_per_s"] = len(start["deter"]) * shape["horizon"] / seconds
 
     log("full agent update")
-    seconds = timed(lambda: agent.update(batch), args.repeats, args.warmup, device)
+    seconds = timed(lambda: agent.update(batch), args.repeats, args.warmup, device, warmups, "agent")
     out["agent_updates_per_s"] = 1 / seconds
     out["agent_update_s"] = seconds
     log("profile of one full update")

@@ -65,6 +65,8 @@ def test_bench_takes_train_overrides_and_reports_what_it_measured(capsys):
     assert out["trainable_parameters_m"] > 0 and out["frozen_parameters_m"] == 0
     v3 = bench.main("model=tiny --batch 2 --length 6 --horizon 3 --repeats 1 --warmup 0 --device cpu --env toy:reach --env-steps 0".split())
     assert v3["frozen_parameters_m"] > 0
+    assert set(v3["warmup_s"]) == {"world_model", "behavior", "agent"}  # none with --warmup 0, so about 0 s
+    assert all(0 <= seconds < 1 for seconds in v3["warmup_s"].values())
     assert isinstance(v3["ops_per_update"], int) and v3["ops_per_update"] > 100
     # More imagined steps dispatch more operators.
     longer = bench.main("model=tiny --batch 2 --length 6 --horizon 6 --repeats 1 --warmup 0 --device cpu --env toy:reach --env-steps 0".split())
