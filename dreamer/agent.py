@@ -99,6 +99,12 @@ def all_finite(tensors: list[torch.Tensor]) -> bool:
 NON_MODEL_KEYS = ("reward", "is_first", "is_last", "is_terminal", "action")
 
 
+def clip_gradients(params: list[torch.Tensor], clip: float) -> torch.Tensor:
+    """Clip the gradients' global norm to ``clip`` (0: no clipping); returns the
+    norm before clipping, on the device."""
+    return torch.nn.utils.clip_grad_norm_(params, clip if clip > 0 else float("inf"), foreach=True)
+
+
 def to_host(metrics: dict[str, torch.Tensor]) -> dict[str, float]:
     """Scalar tensors as floats in one device-to-host transfer (one sync per
     update, not one per metric)."""
@@ -237,7 +243,7 @@ class Agent(nn.Module):
         """Backward, clip and step; returns the gradient norm before clipping, on the device."""
         opt.zero_grad(set_to_none=True)
         loss.backward(inputs=inputs, retain_graph=retain)
-        norm = torch.nn.utils.clip_grad_norm_(params, clip if clip > 0 else float("inf"), foreach=True)
+        norm = clip_gradients(params, clip)
         opt.step()
         return norm
 
@@ -256,9 +262,7 @@ class Agent(nn.Module):
             ("actor", self.actor_opt, self.actor_params, self.actor_clip),
             ("critic", self.critic_opt, self.critic_params, self.critic_clip),
         ):
-            norms[f"train/{name}_grad_norm"] = torch.nn.utils.clip_grad_norm_(
-                params, clip if clip > 0 else float("inf"), foreach=True
-            )
+            norms[f"train/{name}_grad_norm"] = clip_gradients(params, clip)
             opt.step()
         return norms
 
@@ -335,8 +339,7 @@ class Agent(nn.Module):
         clips = {"model": self.model_clip, "actor": self.actor_clip, "critic": self.critic_clip}
         metrics = {f"train/{k}": v for k, v in wm_metrics.items()}
         for name, params in groups.items():
-            clip = clips[name] if clips[name] > 0 else float("inf")
-            metrics[f"train/{name}_grad_norm"] = torch.nn.utils.clip_grad_norm_(params, clip, foreach=True)
+            metrics[f"train/{name}_grad_norm"] = clip_gradients(params, clips[name])
         metrics.update({f"train/{k}": v for k, v in behavior_metrics.items()})
         metrics = to_host(metrics)
         if not self._all_finite([model_loss, total]):
