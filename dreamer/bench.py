@@ -66,7 +66,7 @@ def compose_config(size: str, batch: int, length: int, horizon: int, device: str
         options.pop("env.task")  # another suite brings its own default task
     if "experiment" in given:
         # An experiment brings its own env, model and batch; only the device is set here.
-        args = [*(f"{k}={v}" for k, v in {"device": device}.items() if k not in given), *overrides]
+        args = [*([] if "device" in given else [f"device={device}"]), *overrides]
     else:
         # Without the default experiment (the quickstart's sizes and budget): the
         # benchmark measures the env group's own settings at the given size.

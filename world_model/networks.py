@@ -161,18 +161,20 @@ class UpsampleConv(nn.Sequential):
 
     def __init__(self, channels: int, out: int, kernel: int, bias: bool = True):
         super().__init__(nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(channels, out, kernel, 1, "same", bias=bias))
+        self.phased = kernel % 2 == 1
+        if not self.phased:
+            return
         pad = (kernel - 1) // 2
-        # Low-resolution row (column) offset that tap i of output phase q reads.
+        # The low-resolution offset that kernel tap i reads, for output phase 0 and 1.
         offsets = [[(phase + i - pad) // 2 for i in range(kernel)] for phase in (0, 1)]
-        self.low, high = min(map(min, offsets)), max(map(max, offsets))
-        self.window = high - self.low + 1
+        low, high = min(map(min, offsets)), max(map(max, offsets))
+        self.window = high - low + 1
         taps = torch.zeros(2, self.window, kernel)
         for phase, row in enumerate(offsets):
             for i, offset in enumerate(row):
-                taps[phase, offset - self.low, i] = 1.0
+                taps[phase, offset - low, i] = 1.0
         self.register_buffer("taps", taps, persistent=False)
-        self.phased = kernel % 2 == 1
-        self.pad = (-self.low, high, -self.low, high)
+        self.pad = (-low, high, -low, high)
 
     def forward(self, x: Tensor) -> Tensor:
         if not self.phased:
