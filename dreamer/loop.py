@@ -99,7 +99,9 @@ class Trainer:
         # Decisions that gate an update or the stop must be the same on every rank.
         self._any = ranks.any if ranks is not None else lambda *flags: flags
         self.rng = np.random.default_rng(seed)
-        self.counters = Counters()
+        # The first open-loop report waits for report_every frames: one at the
+        # first update would only show an untrained model.
+        self.counters = Counters(next_report=settings.report_every)
         self.checkpoint_path = self.run_dir / "checkpoint.pt"
         self._stop_signal: int | None = None
         self._nonfinite_streak = 0
@@ -285,7 +287,7 @@ class Trainer:
             c.updates += 1
             self.logger.scalars(metrics)
             if s.report_every and c.frames >= c.next_report:
-                c.next_report = c.frames + s.report_every
+                c.next_report = (c.frames // s.report_every + 1) * s.report_every
                 videos, scalars = self.agent.report(batch)
                 self.logger.scalars(scalars)
                 for name, frames in videos.items():

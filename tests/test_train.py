@@ -90,6 +90,8 @@ def test_logs_hold_documented_names_and_openloop_video(tmp_path):
     # add_video writes image summaries holding an animated GIF.
     videos = set(tags["images"])
     assert {"openloop", "eval/video"} <= videos, videos
+    # The first report waits for report_every frames: an untrained model's would show nothing.
+    assert min(image.step for image in events.Images("openloop")) >= 150
     gif = events.Images("openloop")[-1].encoded_image_string
     assert gif[:6] in (b"GIF89a", b"GIF87a") and len(gif) > 1000
 
