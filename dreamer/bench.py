@@ -18,7 +18,11 @@ worker), ``env_steps_per_s_workers`` (``--workers`` workers), ``peak_rss_mb``,
 untimed calls of each phase, compilation included), ``trainable_parameters_m`` and
 ``frozen_parameters_m`` (the slow critic), ``ops_per_update`` (ATen
 operators dispatched in one full update, from the profiler), plus the
-settings measured. With
+settings measured. With ``--eval-episodes N``, ``eval_s_one_env`` and
+``eval_s_layout`` are the seconds of an evaluation of N episodes one after
+another in one environment and side by side as training runs them
+(``eval_layout``), each including the start of its environments
+(``eval_start_s_*``). With
 ``--profile N``, ``profile`` lists the N operators with the most self time in
 one full update (``torch.profiler``), as ``{op, calls, self_s, share}``.
 """
@@ -41,7 +45,15 @@ import envs
 from behavior.imagine import flatten_states
 from dreamer import fast
 from dreamer.agent import resolve_device
-from dreamer.run import build_agent, env_options, env_setup, env_spaces
+from dreamer.loop import evaluate_episodes
+from dreamer.run import (
+    build_agent,
+    env_options,
+    env_setup,
+    env_spaces,
+    eval_envs_factory,
+    eval_layout,
+)
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 
@@ -276,8 +288,28 @@ def measure(args) -> dict:
             fns = envs.env_factories(cfg.env.suite, cfg.env.task, args.workers, seed=int(cfg.seed), **options)
             out["env_steps_per_s_workers"] = env_steps_per_s(fns, True, args.env_steps)
         out["workers"] = args.workers
+    if args.eval_episodes > 0:
+        log(f"evaluation of {args.eval_episodes} episodes")
+        out.update(eval_seconds(agent, cfg, args.eval_episodes))
     out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     out["peak_cuda_mb"] = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
+    return out
+
+
+def eval_seconds(agent, cfg, episodes: int) -> dict:
+    """Seconds of one evaluation of ``episodes`` episodes, one after another in
+    one environment and in the layout training uses (``eval_envs``,
+    ``eval_parallel``), each counted from building its environments."""
+    _, eval_fn, _ = env_setup(cfg.env, int(cfg.seed))
+    layouts = {"one_env": (1, False), "layout": eval_layout(cfg.env.suite, episodes, cfg.eval_envs, cfg.eval_parallel)}
+    out = {"eval_layout": {"envs": layouts["layout"][0], "processes": layouts["layout"][1]}}
+    for name, (count, parallel) in layouts.items():
+        start = time.perf_counter()
+        with eval_envs_factory(eval_fn, count, parallel)() as vector_env:
+            built = time.perf_counter()
+            evaluate_episodes(agent, vector_env, episodes)
+        out[f"eval_s_{name}"] = time.perf_counter() - start
+        out[f"eval_start_s_{name}"] = built - start
     return out
 
 
@@ -321,6 +353,13 @@ def parse_args(argv=None):
     parser.add_argument("--env", default="dmc:walker_walk", help="suite:task whose spaces shape the batch")
     parser.add_argument("--workers", type=int, default=2, help="parallel environment workers for env steps/s")
     parser.add_argument("--env-steps", type=int, default=200, help="steps per env timing (0: skip)")
+    parser.add_argument(
+        "--eval-episodes",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also time an evaluation of N episodes in one environment and in the training layout (0: skip)",
+    )
     parser.add_argument("--profile", type=int, default=0, metavar="N", help="also list the N costliest operators")
     parser.add_argument(
         "--compare",

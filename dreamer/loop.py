@@ -80,7 +80,7 @@ class Trainer:
         settings: LoopSettings,
         run_dir: str | Path,
         make_envs: Callable,
-        make_eval_env: Callable | None,
+        make_eval_envs: Callable | None,
         agent,
         replay,
         logger,
@@ -92,7 +92,8 @@ class Trainer:
         train together (rank 0 alone saves); None for a single process."""
         self.s = settings
         self.run_dir = Path(run_dir)
-        self.make_envs, self.make_eval_env = make_envs, make_eval_env
+        # The evaluation environments are built at the first evaluation and kept for the run.
+        self.make_envs, self.make_eval_envs, self._eval_envs = make_envs, make_eval_envs, None
         self.agent, self.replay, self.logger = agent, replay, logger
         self.config_slice = config_slice
         self.is_main = ranks is None or ranks.is_main
@@ -175,6 +176,9 @@ class Trainer:
                 self.save()
             finally:
                 envs.close()
+                if self._eval_envs is not None:
+                    self._eval_envs.close()
+                    self._eval_envs = None
                 self.logger.close()
                 for sig, handler in previous_handlers.items():
                     signal.signal(sig, handler)
@@ -304,43 +308,58 @@ class Trainer:
         return self._prefetcher.batches(count)
 
     def _evaluate(self) -> None:
-        if self.make_eval_env is None or self.s.eval_episodes <= 0:
+        if self.make_eval_envs is None or self.s.eval_episodes <= 0:
             return
+        if self._eval_envs is None:
+            self._eval_envs = self.make_eval_envs()
         # A run that only collects random actions measures the random policy, in evaluation too.
         mode = "random" if self.s.prefill >= self.s.steps else "eval"
-        results = evaluate_episodes(self.agent, self.make_eval_env, self.s.eval_episodes, record_video=True, mode=mode)
+        results = evaluate_episodes(self.agent, self._eval_envs, self.s.eval_episodes, record_video=True, mode=mode)
         self.logger.scalar("eval/score", np.mean(results["scores"]))
         self.logger.scalar("eval/length", np.mean(results["lengths"]) * self.s.action_repeat)
         if results["video"] is not None:
             self.logger.video("eval/video", results["video"])
 
 
-def evaluate_episodes(agent, make_env: Callable, episodes: int, record_video: bool = False,
-                      mode: str = "eval") -> dict:
-    """Run ``episodes`` full episodes without exploration (``mode="random"``: uniform
-    random actions); the first one's frames form the video."""
-    env = make_env()
-    scores, lengths, video = [], [], None
-    try:
-        for episode in range(episodes):
-            obs, state, frames, score, length = env.reset(), None, [], 0.0, 0
-            while True:
-                if record_video and episode == 0 and "image" in obs:
-                    frames.append(obs["image"])
-                if obs["is_last"]:
-                    break
-                batch = {k: np.asarray(v)[None] for k, v in obs.items()}
-                action, state = agent.act(batch, state, mode, track=mode != "random")
-                obs = env.step(action[0])
-                score += float(obs["reward"])
-                length += 1
-            scores.append(score)
-            lengths.append(length)
-            if frames:
-                video = np.stack(frames)
-    finally:
-        env.close()
-    return {"scores": scores, "lengths": lengths, "video": video}
+def evaluate_episodes(agent, envs, episodes: int, record_video: bool = False, mode: str = "eval") -> dict:
+    """Run ``episodes`` full episodes without exploration (``mode="random"``:
+    uniform random actions) on the environments of ``envs`` side by side.
+
+    ``envs`` is a :class:`envs.VectorEnv` (it resets an environment on the step
+    after its last observation); the policy acts for all of them in one batch.
+    Environment ``i`` runs episodes ``i, i + n, ...`` of the ``n``; one that has
+    run its share keeps stepping unrecorded until the others finish. Scores
+    and lengths come back in that episode order, and episode 0's frames form
+    the video. A worker that crashes loses its unfinished episode, which is run
+    again from its restart.
+    """
+    num = envs.num_envs
+    shares = [len(range(i, episodes, num)) for i in range(num)]
+    finished: list[list[tuple[float, int]]] = [[] for _ in range(num)]
+    score, length = np.zeros(num), np.zeros(num, np.int64)
+    obs = envs.reset()
+    frames = [obs[0]["image"]] if record_video and "image" in obs[0] else []
+    state = None
+    while any(len(done) < share for done, share in zip(finished, shares)):
+        action, state = agent.act(_stack(obs), state, mode, track=mode != "random")
+        obs = envs.step(list(action))
+        restarted = set(getattr(envs, "restarted", []))
+        for i, step in enumerate(obs):
+            if step["is_first"] or i in restarted:
+                score[i], length[i] = 0.0, 0
+                continue
+            score[i] += float(step["reward"])
+            length[i] += 1
+            if i == 0 and frames and not finished[0]:
+                frames.append(step["image"])
+            if step["is_last"] and len(finished[i]) < shares[i]:
+                finished[i].append((float(score[i]), int(length[i])))
+    ordered = [finished[k % num][k // num] for k in range(episodes)]
+    return {
+        "scores": [s for s, _ in ordered],
+        "lengths": [n for _, n in ordered],
+        "video": np.stack(frames) if frames else None,
+    }
 
 
 def _stack(observations: list[dict]) -> dict[str, np.ndarray]:

@@ -49,6 +49,27 @@ def env_setup(env_cfg: DictConfig, seed: int, rank: int = 0):
     return train_fns, eval_fn, bool(env_cfg.get("parallel", True))
 
 
+# Past this many side-by-side evaluation environments the batch gains little
+# and each process holds its own simulator and renderer.
+MAX_EVAL_ENVS = 8
+
+
+def eval_layout(env_suite: str, episodes: int, count="auto", parallel="auto") -> tuple[int, bool]:
+    """How many evaluation environments run side by side, and whether each has
+    its own process. ``auto``: one per episode up to ``MAX_EVAL_ENVS`` (five
+    cartpole_swingup episodes took 24 s in five processes against 45 s one
+    after another on 2 cores, docs/performance.md), in processes except for
+    the toy task, whose steps cost less than a pipe round trip."""
+    count = max(1, min(int(episodes), MAX_EVAL_ENVS)) if count == "auto" else int(count)
+    parallel = (env_suite != "toy" and count > 1) if parallel == "auto" else bool(parallel)
+    return count, parallel
+
+
+def eval_envs_factory(eval_fn, count: int, parallel: bool):
+    """A factory of the :class:`envs.VectorEnv` of ``count`` evaluation environments."""
+    return lambda: envs.VectorEnv(envs.eval_factories(eval_fn, count), parallel=parallel)
+
+
 def env_spaces(make_env) -> tuple[dict, "envs.Space"]:
     """Observation and action spaces of the environment ``make_env`` builds."""
     env = make_env()
@@ -233,7 +254,9 @@ def run(cfg: DictConfig, run_dir: str | Path | None = None):
         settings,
         run_dir,
         make_envs=lambda: envs.VectorEnv(train_fns, parallel=parallel),
-        make_eval_env=eval_fn,
+        make_eval_envs=eval_envs_factory(
+            eval_fn, *eval_layout(cfg.env.suite, int(cfg.eval_episodes), cfg.get("eval_envs", "auto"), cfg.get("eval_parallel", "auto"))
+        ),
         agent=agent,
         replay=replay,
         logger=make_logger(cfg, run_dir) if is_main else NullLogger(),

@@ -36,6 +36,8 @@ RULES: list[Rule] = [
     ("replay_chunk", lambda v: _integer(v) and v > 0, "an integer > 0 (steps)"),
     ("eval_every", lambda v: _integer(v) and v >= 0, "an integer >= 0 (frames; 0: never)"),
     ("eval_episodes", lambda v: _integer(v) and v >= 0, "an integer >= 0"),
+    ("eval_envs", lambda v: v == "auto" or (_integer(v) and v > 0), "auto or an integer > 0"),
+    ("eval_parallel", lambda v: v == "auto" or isinstance(v, bool), "auto, true or false"),
     ("log_every", lambda v: _integer(v) and v > 0, "an integer > 0 (frames)"),
     ("report_every", lambda v: _integer(v) and v >= 0, "an integer >= 0 (frames; 0: never)"),
     ("checkpoint_every", lambda v: _number(v) and v > 0, "a number > 0 (seconds)"),

@@ -7,7 +7,7 @@ See ``envs.base`` for the observation and action contract.
 """
 
 from envs.base import ActionError, Env, Obs, Space, Wrapper, check_action
-from envs.registry import SUITES, env_factories, make_env
+from envs.registry import SUITES, env_factories, eval_factories, make_env
 from envs.vector import VectorEnv
 
 __all__ = [
@@ -20,5 +20,6 @@ __all__ = [
     "Wrapper",
     "check_action",
     "env_factories",
+    "eval_factories",
     "make_env",
 ]

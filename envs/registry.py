@@ -120,6 +120,24 @@ def env_factories(
     ]
 
 
+# Evaluation environment i gets the evaluation seed plus this times i: apart
+# from the training workers' seeds and from each other's.
+EVAL_SEED_STRIDE = 1000
+
+
+def eval_factories(env_fn: Callable[[], Env], count: int) -> list[Callable[[], Env]]:
+    """``count`` factories of ``env_fn``'s environment for episodes run side by
+    side: the first keeps ``env_fn``'s seed, so its first episode is the one a
+    single evaluation environment would run, and factory ``i`` adds
+    ``i * EVAL_SEED_STRIDE``. A factory without a ``seed`` keyword is repeated."""
+    if count < 1:
+        raise ValueError(f"eval_factories needs count >= 1, got {count}")
+    if not (isinstance(env_fn, functools.partial) and "seed" in env_fn.keywords):
+        return [env_fn] * count
+    seed = env_fn.keywords["seed"]
+    return [functools.partial(env_fn, seed=seed + i * EVAL_SEED_STRIDE) for i in range(count)]
+
+
 def _standard_wrappers(
     env: Env,
     action_repeat: int,

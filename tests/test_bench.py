@@ -21,12 +21,14 @@ RATES = (
     "env_steps_per_s",
     "env_steps_per_s_workers",
     "peak_rss_mb",
+    "eval_s_one_env",
+    "eval_s_layout",
 )
 
 
 def test_bench_prints_json_with_positive_numbers(capsys):
     argv = "--size tiny --batch 2 --length 8 --horizon 3 --repeats 1 --warmup 0 --device cpu"
-    argv += " --env toy:reach --workers 2 --env-steps 5 --fast-paths bf16=false --profile 3"
+    argv += " --env toy:reach --workers 2 --env-steps 5 --fast-paths bf16=false --profile 3 --eval-episodes 3"
     bench.main(argv.split())
     captured = capsys.readouterr()
     out = json.loads(captured.out)
@@ -40,6 +42,8 @@ def test_bench_prints_json_with_positive_numbers(capsys):
     profile = out["profile"]
     assert len(profile) == 3 and profile[0]["self_s"] >= profile[-1]["self_s"] > 0
     assert all(0 < row["share"] <= 1 and row["calls"] >= 1 for row in profile)
+    assert out["eval_layout"] == {"envs": 3, "processes": False}  # the toy task's auto layout
+    assert out["eval_start_s_layout"] < out["eval_s_layout"]
 
 
 def test_bench_rejects_an_unknown_fast_path():

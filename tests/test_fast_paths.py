@@ -277,7 +277,7 @@ def _train(tmp_path, **switches) -> tuple[_RecordingAgent, object]:
         LoopSettings(**settings, **switches),
         tmp_path,
         make_envs=lambda: envs.VectorEnv(fns, parallel=False),
-        make_eval_env=None,
+        make_eval_envs=None,
         agent=agent,
         replay=Replay(10_000, tmp_path / "replay", chunk_length=64, seed=0),
         logger=Logger(tmp_path, tensorboard=False),

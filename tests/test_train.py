@@ -215,7 +215,7 @@ def _trainer(tmp_path, agent, **settings):
         LoopSettings(**defaults),
         tmp_path,
         make_envs=lambda: VectorEnv(fns, parallel=False),
-        make_eval_env=None,
+        make_eval_envs=None,
         agent=agent,
         replay=Replay(10_000, tmp_path / "replay", chunk_length=64),
         logger=Logger(tmp_path, tensorboard=False),

@@ -28,6 +28,8 @@ def test_every_shipped_configuration_is_valid(experiment, algo):
         ("steps=-1", "steps=-1: must be an integer > 0"),
         ("prefill=-5", "prefill=-5: must be an integer >= 0"),
         ("eval_every=-1", "eval_every=-1"),
+        ("eval_envs=0", "eval_envs=0: must be auto or an integer > 0"),
+        ("eval_parallel=sometimes", "eval_parallel='sometimes': must be auto, true or false"),
         ("checkpoint_every=0", "checkpoint_every=0"),
         ("env.num_envs=0", "env.num_envs=0"),
         ("env.action_repeat=0", "env.action_repeat=0"),
