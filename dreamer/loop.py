@@ -347,6 +347,8 @@ def evaluate_episodes(agent, envs, episodes: int, record_video: bool = False, mo
         for i, step in enumerate(obs):
             if step["is_first"] or i in restarted:
                 score[i], length[i] = 0.0, 0
+                if i == 0 and frames and not finished[0]:
+                    frames = [step["image"]]  # a restart begins the video's episode again
                 continue
             score[i] += float(step["reward"])
             length[i] += 1
