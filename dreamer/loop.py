@@ -262,7 +262,11 @@ class Trainer:
 
     def _train(self, new_agent_steps: int) -> None:
         s, c = self.s, self.counters
-        waiting = len(self.replay) < max(s.prefill // s.action_repeat, s.batch_length) or c.frames < s.prefill
+        waiting = (
+            len(self.replay) < s.prefill // s.action_repeat
+            or c.frames < s.prefill
+            or not self.replay.can_sample(s.batch_length)
+        )
         if self._any(waiting)[0]:
             return
         if not c.pretrained:

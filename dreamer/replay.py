@@ -5,6 +5,10 @@ and/or float32 vector keys, ``reward`` (float32 scalar), ``is_first``, ``is_last
 (bool scalars) and ``action`` (the action that led to this observation, zeros on the first step).
 Each env worker's steps are staged until its episode ends or ``chunk_length`` steps are staged; the
 chunk is then written to disk (optional) and copied into the ring, which evicts the oldest steps first.
+With ``sample_ongoing`` the staged steps are sampled too, as DreamerV3's replay makes every step
+sampleable on arrival: with one environment and 1,000-step episodes, waiting for the episode's end
+would train a few hundred updates without the current policy's data. PlaNet, DreamerV1 and DreamerV2
+sample finished episodes only.
 """
 
 from __future__ import annotations
@@ -86,17 +90,27 @@ class Replay:
         directory: where committed chunks are written as compressed ``.npz`` (None: memory only).
         chunk_length: a worker's staged steps are committed when its episode ends or at this length.
         seed: seed of the sampler's own random generator.
+        sample_ongoing: sample a worker's staged steps before its episode ends (DreamerV3) or only
+            committed ones (PlaNet, DreamerV1, DreamerV2).
 
     ``sample`` may run on a prefetch thread while another thread calls ``add``.
     """
 
-    def __init__(self, capacity: int, directory: str | Path | None = None, chunk_length: int = 1024, seed: int = 0):
+    def __init__(
+        self,
+        capacity: int,
+        directory: str | Path | None = None,
+        chunk_length: int = 1024,
+        seed: int = 0,
+        sample_ongoing: bool = True,
+    ):
         if capacity < 1:
             raise ValueError(f"capacity must be a positive number of steps, got {capacity}")
         if chunk_length < 1:
             raise ValueError(f"chunk_length must be a positive number of steps, got {chunk_length}")
         self._capacity = int(capacity)
         self._chunk_length = int(chunk_length)
+        self._sample_ongoing = bool(sample_ongoing)
         self._directory = None if directory is None else Path(directory)
         if self._directory is not None:
             self._directory.mkdir(parents=True, exist_ok=True)
@@ -117,7 +131,13 @@ class Replay:
         self._chunks_added = 0
 
     def __len__(self) -> int:
-        return self._size
+        """Steps held: in the ring and staged."""
+        return self._size + sum(staging.count for staging in list(self._staging.values()))
+
+    def can_sample(self, length: int) -> bool:
+        """Whether :meth:`sample` can draw sequences of ``length`` steps."""
+        with self._lock:
+            return bool(self._pools(length))
 
     def add(self, step: dict[str, np.ndarray], worker: int = 0) -> None:
         """Stage one step of ``worker``; commits the worker's chunk at ``is_last`` or ``chunk_length``.
@@ -128,7 +148,8 @@ class Replay:
             self._spec = _spec_of(step, leading_axis=False)
         staging = self._staging.get(worker)
         if staging is None:
-            staging = self._staging[worker] = _Staging(self._spec, self._chunk_length)
+            with self._lock:  # sample() iterates over the workers' staging on another thread
+                staging = self._staging[worker] = _Staging(self._spec, self._chunk_length)
         if set(step) != set(self._spec):
             raise KeyError(
                 f"step keys {sorted(step)} differ from the buffer's keys {sorted(self._spec)}: "
@@ -159,29 +180,67 @@ class Replay:
         staging = self._staging.get(worker)
         if staging is None:
             return 0
-        dropped, staging.count, staging.episode = staging.count, 0, None
+        with self._lock:
+            dropped, staging.count, staging.episode = staging.count, 0, None
         return dropped
 
     def sample(self, batch_size: int, length: int) -> dict[str, np.ndarray]:
         """Draw ``batch_size`` sequences of ``length`` consecutive stored steps: arrays of shape (B, T, ...).
 
-        Start steps are uniform over all stored steps. A sequence that runs past the newest step
-        continues at the oldest one, so every stored step is covered with probability exactly
-        length / len(self). ``is_first`` is set wherever a step does not follow its predecessor in the
-        same episode: episode starts, seams between different workers' chunks, the oldest stored step
-        (its predecessor was evicted) and the wrap from newest to oldest. The data is otherwise as stored.
+        Start steps are uniform over all sampleable steps: the ring's, once it holds ``length``, and
+        (with ``sample_ongoing``) each worker's staged steps, once it has staged ``length``. A sequence that runs past the newest
+        step of its pool continues at the pool's oldest one, so every sampleable step is covered with
+        probability exactly length / (sampleable steps). ``is_first`` is set wherever a step does not
+        follow its predecessor in the same episode: episode starts, seams between different workers'
+        chunks, the oldest step of a pool (its predecessor was evicted or is in the ring) and the wrap
+        from newest to oldest. The data is otherwise as stored.
         """
         if batch_size < 1 or length < 1:
             raise ValueError(f"batch_size and length must be positive, got {batch_size} and {length}")
         with self._lock:
-            if self._size < length:
-                raise ValueError(f"cannot sample sequences of length {length}: only {self._size} steps stored")
-            logical = (self._rng.integers(0, self._size, batch_size)[:, None] + np.arange(length)) % self._size
-            index = (self._start + logical) % self._capacity
-            batch = {key: ring[index] for key, ring in self._ring.items()}
-            continues = self._continues[index]
-        batch["is_first"] |= ~continues | (logical == 0)
+            pools = self._pools(length)
+            if not pools:
+                staged = max((staging.count for staging in self._staging.values()), default=0)
+                raise ValueError(
+                    f"cannot sample sequences of length {length}: only {self._size} steps stored"
+                    + (f" and at most {staged} staged by one worker" if staged else "")
+                )
+            sizes = np.array([size for _, size in pools])
+            # With the ring the only pool this draws what sampling the ring alone would.
+            starts = self._rng.integers(0, sizes.sum(), batch_size)
+            pool_of = np.searchsorted(np.cumsum(sizes), starts, side="right")
+            offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+            parts = []
+            for p, (staging, size) in enumerate(pools):
+                rows = np.flatnonzero(pool_of == p)
+                if not rows.size:
+                    continue
+                logical = (starts[rows, None] - offsets[p] + np.arange(length)) % size
+                if staging is None:
+                    index = (self._start + logical) % self._capacity
+                    source, breaks = self._ring, ~self._continues[index]
+                else:  # one worker's consecutive steps of one episode
+                    index, source, breaks = logical, staging.buffers, False
+                data = {key: values[index] for key, values in source.items()}
+                data["is_first"] |= breaks | (logical == 0)
+                parts.append((rows, data))
+        if len(parts) == 1:
+            return parts[0][1]
+        batch = {
+            key: np.empty((batch_size, length, *shape), dtype) for key, (shape, dtype) in self._spec.items()
+        }
+        for rows, data in parts:
+            for key, values in data.items():
+                batch[key][rows] = values
         return batch
+
+    def _pools(self, length: int) -> list[tuple[_Staging | None, int]]:
+        """The sampleable pools, (None, ring size) and (staging, staged count), that hold ``length``
+        steps (caller holds the lock)."""
+        pools = [(None, self._size)] if self._size >= length else []
+        if not self._sample_ongoing:
+            return pools
+        return pools + [(staging, staging.count) for staging in self._staging.values() if staging.count >= length]
 
     def load(self) -> int:
         """Reload the directory's chunks once (newest first until full); returns the steps loaded.
@@ -210,14 +269,17 @@ class Replay:
         return loaded
 
     def stats(self) -> dict[str, int]:
-        """Counters for logging: stored steps, episode starts among them, chunks added, memory bytes."""
+        """Counters for logging: steps in the ring and staged, episode starts in the ring, chunks added,
+        memory bytes."""
         with self._lock:
+            staged = sum(staging.count for staging in self._staging.values())
             index = (self._start + np.arange(self._size)) % self._capacity
             episodes = int(np.count_nonzero(self._ring["is_first"][index])) if self._ring else 0
         ring_bytes = sum(array.nbytes for array in self._ring.values()) + self._continues.nbytes
         staging_bytes = sum(a.nbytes for s in list(self._staging.values()) for a in s.buffers.values())
         return {
             "steps": self._size,
+            "staged": staged,
             "capacity": self._capacity,
             "episodes": episodes,
             "chunks_added": self._chunks_added,
@@ -231,10 +293,10 @@ class Replay:
         chunk = {key: buffer[: info.length] for key, buffer in staging.buffers.items()}
         if self._directory is not None:
             self._write(chunk, info)
-        with self._lock:
+        with self._lock:  # moved from staging to ring at once, so no sample sees it twice
             self._append(chunk, info)
-        staging.start += info.length
-        staging.count = 0
+            staging.start += info.length
+            staging.count = 0
 
     def _write(self, chunk: dict[str, np.ndarray], info: _ChunkInfo) -> None:
         stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%S%f")

@@ -243,7 +243,11 @@ def run(cfg: DictConfig, run_dir: str | Path | None = None):
         **fast.loop_settings(cfg, device),
     )
     replay = Replay(
-        int(cfg.replay_capacity), replay_dir(run_dir, rank), int(cfg.replay_chunk), seed=int(cfg.seed) + rank
+        int(cfg.replay_capacity),
+        replay_dir(run_dir, rank),
+        int(cfg.replay_chunk),
+        seed=int(cfg.seed) + rank,
+        sample_ongoing=bool(cfg.algo.sample_ongoing),
     )
     print(
         f"[dreamer] {algo.name} on {cfg.env.suite}:{cfg.env.task} | device {device} | "

@@ -150,7 +150,7 @@ def test_reload_after_crash_restores_the_same_steps(tmp_path):
     for i in range(3):  # staged but never committed: lost with the crash
         first.add(make_step(500 + i, first=i == 0), worker=2)
     expected = flag_by_id(first, samples=500)
-    assert len(first) == 19
+    assert first.stats()["steps"] == 19 and len(first) == 22
     del first  # no cleanup, as after a crash
 
     resumed = Replay(capacity=1000, directory=tmp_path)
@@ -290,3 +290,57 @@ def test_sampling_is_reproducible_and_thread_safe():
     add_episode(replay, range(1000, 1400))
     thread.join()
     assert not errors and len(replay) == 50
+
+
+def test_an_unfinished_episode_is_sampled_before_it_ends():
+    replay = Replay(capacity=100, chunk_length=1024)
+    for i in range(7):
+        replay.add(make_step(i, first=i == 0))
+    assert not replay.can_sample(8)
+    with pytest.raises(ValueError, match="only 0 steps stored and at most 7 staged by one worker"):
+        replay.sample(2, 8)
+    replay.add(make_step(7))
+    assert replay.can_sample(8) and len(replay) == 8 and replay.stats()["staged"] == 8
+    batch = replay.sample(50, 8)
+    for row, flags in zip(batch["id"][..., 0].astype(int), batch["is_first"]):
+        k = int(np.argmin(row))  # a full-length sequence is a rotation, the oldest staged step a start
+        np.testing.assert_array_equal(np.roll(row, -k), np.arange(8))
+        assert flags[k] and flags.sum() == 1
+
+
+def test_without_sample_ongoing_only_finished_episodes_are_sampled():
+    replay = Replay(capacity=100, chunk_length=1024, sample_ongoing=False)
+    add_episode(replay, range(0, 10))
+    for i in range(20):  # staged, mid-episode: longer than the finished one, never drawn
+        replay.add(make_step(100 + i, first=i == 0))
+    assert replay.can_sample(10) and not replay.can_sample(11) and len(replay) == 30
+    ids = replay.sample(64, 4)["id"][..., 0]
+    assert ids.max() < 10
+
+
+def test_staged_and_committed_steps_are_covered_equally_often_and_never_twice():
+    length, batch_size, batches = 4, 64, 400
+    replay = Replay(capacity=1000, chunk_length=16, seed=2)
+    add_episode(replay, range(0, 40), worker=0)  # committed: 16 + 16 + 8
+    for i in range(23):  # worker 1: one chunk of 16 committed, 7 staged (mid-episode)
+        replay.add(make_step(100 + i, first=i == 0), worker=1)
+    for i in range(3):  # worker 2: too few staged steps for a sequence of 4
+        replay.add(make_step(200 + i, first=i == 0), worker=2)
+    assert replay.stats()["staged"] == 10 and replay.stats()["steps"] == 56
+    sampleable = [*range(40), *range(100, 123)]
+    covered = np.zeros(123)
+    for _ in range(batches):
+        batch = replay.sample(batch_size, length)
+        ids = batch["id"][..., 0].astype(int)
+        assert set(ids.ravel()) <= set(sampleable)
+        consecutive = ids[:, 1:] == ids[:, :-1] + 1
+        np.testing.assert_array_equal(batch["is_first"][:, 1:], ~consecutive)
+        first_ids = set(ids[batch["is_first"]])
+        assert 116 in first_ids or 116 not in ids  # the staged part's first step starts its pool
+        assert not {101, 117} & first_ids  # inside the ring's chunk and inside the staged part
+        covered += np.bincount(ids.ravel(), minlength=123)
+    assert coverage_statistic(covered[sampleable], length) < 2.0
+    replay.add(make_step(123, last=True), worker=1)  # commits the staged steps into the ring
+    ids = replay.sample(2000, 1)["id"][..., 0].astype(int).ravel()
+    assert set(ids) == {*range(40), *range(100, 124), 200, 201, 202}  # worker 2's 3 staged steps now fit
+    assert replay.stats()["staged"] == 3

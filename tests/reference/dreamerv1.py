@@ -22,6 +22,7 @@ TABLE = [
     Ref("prefill (frames: prefill / action_repeat agent steps)", 5000, "prefill", f"{D}:46, :429"),
     Ref("batch_size", 50, "algo.batch_size", f"{D}:63"),
     Ref("batch_length", 50, "algo.batch_length", f"{D}:64"),
+    Ref("episodes are saved, then loaded, once finished", False, "algo.sample_ongoing", f"{D}:344-347, :390-395"),
     Ref("train_every 1000 frames x train_steps 100: 100 * 50 * 50 / (1000 / 2)", 500, "algo.train_ratio",
         f"{D}:65-66; the step counts frames, :128"),
     Ref("pretrain 100 + the variable-building update", 101, "algo.pretrain", f"{D}:67, :118, :244"),

@@ -26,6 +26,7 @@ TABLE = [
     Ref("pretrain 100 + the variable-building update", 101, "algo.pretrain", f"{C}:126; {R}:156, :161-162"),
     Ref("dataset.batch", 16, "algo.batch_size", f"{C}:24"),
     Ref("dataset.length", 50, "algo.batch_length", f"{C}:24"),
+    Ref("replay.ongoing", False, "algo.sample_ongoing", f"{C}:23"),
     Ref("train_every 5, train_steps 1: 16 * 50 / 5", 160, "algo.train_ratio", f"{C}:20-21"),
     Ref("world model, then actor, then critic", "sequential", "algo.update", f"{A}:58-69, :229-250"),
     Ref("clip_rewards identity", "identity", lambda a: "identity", f"{C}:127 (we never clip rewards)"),

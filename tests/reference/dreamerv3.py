@@ -39,6 +39,8 @@ DREAMERV3 = [
     Ref("run.num_envs", 16, "env.num_envs", f"{C24}:44"),
     Ref("run.train_fill (no random prefill)", 0, "prefill", f"{C24}:53; random_agent False :95"),
     Ref("replay.fracs.uniform", 1.0, lambda a: 1.0, f"{C24}:11-18 (our replay samples uniformly)"),
+    Ref("a worker's steps are sampleable once it has stored batch_length", True, "algo.sample_ongoing",
+        "2411f7d:embodied/replay/replay.py:130-138"),
     Ref("env.dmc.size", [64, 64], "env.size", f"{C24}:84"),
     Ref("env.dmc.repeat", 2, "env.action_repeat", f"{C24}:84"),
     Ref("dmc_vision enc/dec spaces 'image'", [True, False], lambda a: [a.cfg.env.image, a.cfg.env.proprio], f"{C24}:240-246"),
@@ -142,6 +144,8 @@ DREAMERV3_2023_OVERRIDES = ["experiment=dmc_vision", "algo=dreamerv3_2023"]
 DREAMERV3_2023 = [
     Ref("batch_size", 16, "algo.batch_size", f"{C23} batch_size"),
     Ref("batch_length", 64, "algo.batch_length", f"{C23} batch_length"),
+    Ref("a worker's steps are sampleable once it has stored batch_length", True, "algo.sample_ongoing",
+        "423291a:dreamerv3/embodied/replay/generic.py:75-83"),
     Ref("replay_context (none)", 0, lambda a: a.world_model.replay_context, f"{C23} (no such key)"),
     Ref("run.train_ratio", 512, "algo.train_ratio", f"{C23} dmc_vision"),
     Ref("envs.amount", 4, "env.num_envs", f"{C23} envs.amount"),
@@ -219,6 +223,8 @@ DEVIATIONS = {
          "(mults 1,2,3,4,4 with a stride-1 first layer): the preset follows the current code's networks."),
         ("discrete actor unimix", "0 as HEAD's categorical policy; 2411f7d's one-hot policy mixed 1%."),
         ("jax.compute_dtype bfloat16", "fp32 on CPU; bf16 autocast on CUDA via fast.bf16=auto (docs/performance.md)."),
+        ("replay.online", "The reference samples each worker's newest 64-step window once ahead of its uniform draws "
+         "(at train ratio 512 about 0.2% of the sampled sequences); ours draws every sequence uniformly."),
         ("replay.size 5e6", "Our replay_capacity is 1e6 steps; both exceed the 5e5 agent steps of a 1M-frame run, so "
          "neither evicts."),
         ("run.steps 6e5 (1.2M frames)", "experiment=dmc_vision runs 1M frames, the extent of the published curves."),

@@ -25,6 +25,8 @@ TABLE = [
     Ref("max_length: 1000 // action_repeat agent steps", 1000, "env.time_limit", f"{K}:67-75"),
     Ref("64 x 64 camera 0", [64, 64], "env.size", f"{K}:138-139"),
     Ref("batch_shape (50, 50)", [50, 50], lambda a: [a.cfg.algo.batch_size, a.cfg.algo.batch_length], f"{C}:81"),
+    Ref("episodes are read from disk once finished", False, "algo.sample_ongoing",
+        "c04226b:tools/numpy_episodes.py:33-75"),
     Ref("collect_every 5000 of train_steps (50 per update): one episode per 100 updates of 50 x 50, at repeat 4", 1000, "algo.train_ratio",
         f"{C}:203, :252-253 (250,000 replayed steps per 250 agent steps)"),
     Ref("num_seed_episodes 5 (frames)", 5000, "prefill", f"{C}:232"),
