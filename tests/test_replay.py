@@ -310,7 +310,7 @@ def test_an_unfinished_episode_is_sampled_before_it_ends():
 
 def test_without_sample_ongoing_only_finished_episodes_are_sampled():
     replay = Replay(capacity=100, chunk_length=1024, sample_ongoing=False)
-    add_episode(replay, range(0, 10))
+    add_episode(replay, range(10))
     for i in range(20):  # staged, mid-episode: longer than the finished one, never drawn
         replay.add(make_step(100 + i, first=i == 0))
     assert replay.can_sample(10) and not replay.can_sample(11) and len(replay) == 30
@@ -321,7 +321,7 @@ def test_without_sample_ongoing_only_finished_episodes_are_sampled():
 def test_staged_and_committed_steps_are_covered_equally_often_and_never_twice():
     length, batch_size, batches = 4, 64, 400
     replay = Replay(capacity=1000, chunk_length=16, seed=2)
-    add_episode(replay, range(0, 40), worker=0)  # committed: 16 + 16 + 8
+    add_episode(replay, range(40), worker=0)  # committed: 16 + 16 + 8
     for i in range(23):  # worker 1: one chunk of 16 committed, 7 staged (mid-episode)
         replay.add(make_step(100 + i, first=i == 0), worker=1)
     for i in range(3):  # worker 2: too few staged steps for a sequence of 4
