@@ -188,9 +188,9 @@ class Replay:
         """Draw ``batch_size`` sequences of ``length`` consecutive stored steps: arrays of shape (B, T, ...).
 
         Start steps are uniform over all sampleable steps: the ring's, once it holds ``length``, and
-        (with ``sample_ongoing``) each worker's staged steps, once it has staged ``length``. A sequence that runs past the newest
-        step of its pool continues at the pool's oldest one, so every sampleable step is covered with
-        probability exactly length / (sampleable steps). ``is_first`` is set wherever a step does not
+        (with ``sample_ongoing``) each worker's staged steps, once it has staged ``length``. A sequence
+        that runs past the newest step of its pool continues at the pool's oldest one, so every
+        sampleable step is covered with probability exactly length / (sampleable steps). ``is_first`` is set wherever a step does not
         follow its predecessor in the same episode: episode starts, seams between different workers'
         chunks, the oldest step of a pool (its predecessor was evicted or is in the ring) and the wrap
         from newest to oldest. The data is otherwise as stored.
