@@ -46,7 +46,7 @@ class Logger:
         self.jsonl = self.run_dir / "metrics.jsonl"
         self.video_fps = video_fps
         self._scalars: dict[str, list[float]] = defaultdict(list)
-        self._videos: dict[str, np.ndarray] = {}
+        self._videos: dict[str, tuple[np.ndarray, int | None]] = {}
         self._writer = None
         if tensorboard:
             # add_video goes through moviepy, which loads pygame; without a sound
@@ -66,11 +66,13 @@ class Logger:
         for name, value in metrics.items():
             self.scalar(prefix + name, value)
 
-    def video(self, name: str, frames: np.ndarray) -> None:
-        """Queue a video: uint8 (T, H, W, C)."""
+    def video(self, name: str, frames: np.ndarray, step: int | None = None) -> None:
+        """Queue a video: uint8 (T, H, W, C). step: the frame count it shows the
+        agent at, for TensorBoard (None: the step of the next write); a report
+        made between log writes would otherwise carry the later step."""
         if frames.dtype != np.uint8 or frames.ndim != 4:
             raise ValueError(f"video {name!r} must be uint8 (T, H, W, C), got {frames.dtype} {frames.shape}")
-        self._videos[name] = frames
+        self._videos[name] = (frames, step)
 
     def write(self, step: int) -> dict[str, float]:
         """Write everything queued at ``step`` and return the scalars written."""
@@ -83,15 +85,17 @@ class Logger:
         if self._writer is not None:
             for name, value in values.items():
                 self._writer.add_scalar(name, value, step)
-            for name, frames in self._videos.items():
+            for name, (frames, video_step) in self._videos.items():
                 # TensorBoard wants (N, T, C, H, W).
-                self._writer.add_video(name, frames.transpose(0, 3, 1, 2)[None], step, fps=self.video_fps)
+                at = step if video_step is None else video_step
+                self._writer.add_video(name, frames.transpose(0, 3, 1, 2)[None], at, fps=self.video_fps)
             self._writer.flush()
         if self._wandb is not None:
             import wandb
 
             record = dict(values)
-            for name, frames in self._videos.items():
+            # W&B steps only go forward, so its videos keep the write's step.
+            for name, (frames, _) in self._videos.items():
                 # W&B wants (T, C, H, W).
                 record[name] = wandb.Video(frames.transpose(0, 3, 1, 2), fps=self.video_fps, format="mp4")
             if record:

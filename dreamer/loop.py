@@ -299,7 +299,7 @@ class Trainer:
                 videos, scalars = self.agent.report(batch)
                 self.logger.scalars(scalars)
                 for name, frames in videos.items():
-                    self.logger.video(name, frames)
+                    self.logger.video(name, frames, step=c.frames)
 
     def _batches(self, count: int):
         """``count`` replayed batches, prefetched one ahead when ``s.prefetch``."""

@@ -96,6 +96,23 @@ def test_logs_hold_documented_names_and_openloop_video(tmp_path):
     assert gif[:6] in (b"GIF89a", b"GIF87a") and len(gif) > 1000
 
 
+def test_a_video_queued_between_writes_keeps_the_step_it_was_made_at(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from dreamer.logger import Logger
+
+    logger = Logger(tmp_path)
+    frames = np.random.default_rng(0).integers(0, 255, (4, 16, 16, 3), dtype=np.uint8)
+    logger.video("openloop", frames, step=6_000)
+    logger.video("eval/video", frames)
+    logger.scalar("fps", 10.0)
+    logger.write(7_002)
+    events = EventAccumulator(str(tmp_path), size_guidance={"images": 0})
+    events.Reload()
+    assert [image.step for image in events.Images("openloop")] == [6_000]
+    assert [image.step for image in events.Images("eval/video")] == [7_002]
+
+
 def test_killed_run_resumes_with_replay_intact(tmp_path):
     run_dir = tmp_path / "run"
     command = [
@@ -345,7 +362,7 @@ def test_the_default_is_the_dmc_quickstart_and_the_toy_task_is_its_own_experimen
     # `python train.py` is the quickstart on a real DMC task; its sizes, budget
     # and rates are its own, never those of the paper presets or the toy task.
     quick = compose_config([])
-    assert (quick.env.suite, quick.env.task, list(quick.env.size)) == ("dmc", "cartpole_swingup", [64, 64])
+    assert (quick.env.suite, quick.env.task, list(quick.env.size)) == ("dmc", "finger_spin", [64, 64])
     assert (quick.model.deter, quick.steps, quick.algo.name, quick.algo.optim.model.lr) == (512, 12_000, "dreamerv3", 6e-4)
     assert compose_config(["env.task=reacher_easy"]).env.task == "reacher_easy"
     toy = compose_config(["experiment=toy"])
