@@ -1,6 +1,6 @@
 """Train a world-model agent. Examples:
 
-    python train.py                                   # quickstart: DMC cartpole_swingup from pixels on a laptop CPU
+    python train.py                                   # quickstart: DMC finger_spin from pixels on a laptop CPU
     python train.py env.task=reacher_easy             # the quickstart on another DMC task
     python train.py experiment=toy                    # the built-in toy task, in minutes
     python train.py experiment=none env=gym env.task=CartPole-v1  # base settings
@@ -36,7 +36,7 @@ def check_experiment_fits_env() -> None:
     experiment, env = choices.get("experiment"), choices.get("env")
     if experiment == "quickstart" and env != "dmc":
         raise ConfigError(
-            f"env={env} with experiment=quickstart (the default), which trains DMC cartpole_swingup; "
+            f"env={env} with experiment=quickstart (the default), which trains DMC finger_spin; "
             f"name an experiment for env={env}: experiment=none (the base settings)"
             + (", experiment=toy" if env == "toy" else ", experiment=atari100k" if env == "atari" else "")
         )

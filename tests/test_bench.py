@@ -88,5 +88,5 @@ def test_an_experiment_override_benchmarks_that_experiment_as_trained():
     cfg = bench.compose_config("s", 16, 64, 15, "cpu", "dmc:walker_walk", ["experiment=quickstart"])
     with initialize_config_dir(config_dir=str(bench.CONFIG_DIR), version_base=None):
         trained = compose(config_name="config", overrides=["experiment=quickstart", "device=cpu"])
-    assert cfg.env.task == trained.env.task == "cartpole_swingup"
+    assert cfg.env.task == trained.env.task == "finger_spin"
     assert cfg.model == trained.model and cfg.algo == trained.algo

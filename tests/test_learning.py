@@ -22,7 +22,7 @@ def scores(run_dir: Path, key: str) -> list[float]:
 
 
 @pytest.mark.slow
-def test_quickstart_learns_cartpole_swingup_from_pixels_well_above_random(tmp_path):
+def test_quickstart_learns_finger_spin_from_pixels_well_above_random(tmp_path):
     # The random policy on the same task, seed and frames per episode: a run
     # that only collects random actions (prefill >= steps) and trains nothing.
     random_dir, run_dir = tmp_path / "random", tmp_path / "quickstart"
@@ -32,8 +32,11 @@ def test_quickstart_learns_cartpole_swingup_from_pixels_well_above_random(tmp_pa
     random_score = sum(random_episodes) / len(random_episodes)
     train_in_process(run_dir, ["report_every=0", "progress=false"])
     evals = scores(run_dir, "eval/score")
-    # The last two evaluations (5 episodes each) average at least 3x random.
-    assert len(evals) >= 7 and sum(evals[-2:]) / 2 > 3 * random_score, (evals, random_score)
+    # The last evaluation (5 episodes) at least 3x random, and at least 50:
+    # random episodes on finger_spin score under 10, so 3x random alone would
+    # pass a finger that barely turns the body. Each of three seeds scored
+    # 99 to 280 there (README).
+    assert len(evals) >= 7 and evals[-1] > max(3 * random_score, 50), (evals, random_score)
 
 
 @pytest.mark.slow
