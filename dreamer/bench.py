@@ -313,7 +313,9 @@ def eval_seconds(agent, cfg, episodes: int) -> dict:
     return out
 
 
-MODEL_SWITCHES = ("compile", "compile_update", "bf16", "channels_last", "fused_optim", "keep_memory")
+MODEL_SWITCHES = (
+    "compile", "compile_update", "compile_behavior", "bf16", "channels_last", "fused_optim", "keep_memory",
+)
 
 
 def compare(args) -> dict:

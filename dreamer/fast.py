@@ -11,14 +11,17 @@ measured faster on that device type (see docs/performance.md):
   world-model loss and the whole behaviour loss (observe loop, imagination
   rollout, actor and critic losses), with their backward passes, as one
   graph each: no graph breaks and no host synchronisation inside.
+- ``compile_behavior``: the same for the behaviour loss alone (on whenever
+  ``compile_update`` is); on CPU the behaviour half gains from compiling
+  while the convolution-bound world-model half does not.
 - ``bf16``: bfloat16 autocast for the forward passes; losses stay float32.
 - ``channels_last``: NHWC memory layout for the convolution weights.
 - ``fused_optim``: fused single-kernel Adam instead of the foreach one (Adam presets; LaProp always runs foreach).
 - ``prefetch``: sample the next replay batches in a background thread
   (pinned memory and non-blocking copies on CUDA).
 - ``cuda_graphs``: capture the compiled functions as CUDA graphs
-  (torch.compile ``mode='reduce-overhead'``); CUDA only, needs ``compile``
-  or ``compile_update``.
+  (torch.compile ``mode='reduce-overhead'``); CUDA only, needs ``compile``,
+  ``compile_update`` or ``compile_behavior``.
 - ``overlap_env``: let the environment workers step while the agent trains.
 - ``keep_memory``: glibc's allocator keeps freed memory for the next
   allocation instead of handing large blocks back to the system (see
@@ -30,14 +33,15 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import os
+import shutil
 import sys
 from pathlib import Path
 
 import torch
 
 SWITCHES = (
-    "compile", "compile_update", "bf16", "channels_last", "fused_optim", "prefetch", "cuda_graphs", "overlap_env",
-    "keep_memory",
+    "compile", "compile_update", "compile_behavior", "bf16", "channels_last", "fused_optim", "prefetch", "cuda_graphs",
+    "overlap_env", "keep_memory",
 )
 OPTIONS = ("threads", "compile_cache")  # the other keys of the config's fast block
 VALUES = ("auto", True, False)
@@ -52,6 +56,11 @@ def cpu_has_bfloat16_units() -> bool:
     return bool(capabilities.get("avx512_bf16") or capabilities.get("amx_bf16"))
 
 
+def has_cpp_compiler() -> bool:
+    """Whether torch.compile can build CPU kernels here (it needs a C++ compiler)."""
+    return any(shutil.which(name) for name in (os.environ.get("CXX", ""), "g++", "c++", "clang++") if name)
+
+
 # What ``auto`` means: (on CPU, on CUDA), a bool or a function of the machine.
 # The CPU column follows dreamer.bench on 2-core CPUs (docs/performance.md):
 # compile and channels_last gained under 15 % at XS and nothing at S (compile
@@ -64,6 +73,12 @@ AUTO: dict[str, tuple] = {
     # about 9 minutes. On CUDA it is the launch-overhead fix, but it has not
     # been measured on a GPU, so auto keeps it off there too.
     "compile_update": (False, False),
+    # The behaviour loss (GRU steps, MLP heads, element-wise returns) is bound
+    # by operator overhead, not arithmetic: compiled, it took 0.17-0.18 s
+    # against 0.31-0.36 s eager at the quickstart's size and 0.91-0.98 s
+    # against 1.37-1.68 s at size s on the AMX Xeon (docs/performance.md),
+    # for one to three minutes of first-run compilation (seconds once cached).
+    "compile_behavior": (has_cpp_compiler, False),
     # With bfloat16 units (AMD Zen 4, here) bf16 took the 2024 agent's update at
     # size s from 13.9 s to 6.6 s and gained at every size down to tiny; without
     # them (the Intel Xeon in docs/performance.md) every op is emulated: 0.4x.
@@ -108,9 +123,11 @@ def settings_from(cfg, device: torch.device) -> dict[str, bool]:
     if unknown:
         raise ValueError(f"unknown keys {sorted(unknown)} in fast; allowed: {', '.join(SWITCHES + OPTIONS)}")
     settings = {name: resolve(name, block.get(name, "auto"), device) for name in SWITCHES}
-    if settings["cuda_graphs"] and not (settings["compile"] or settings["compile_update"]):
+    compiled = settings["compile"] or settings["compile_update"] or settings["compile_behavior"]
+    if settings["cuda_graphs"] and not compiled:
         raise ValueError(
-            "fast.cuda_graphs=true needs fast.compile or fast.compile_update on (the graphs are captured by torch.compile)"
+            "fast.cuda_graphs=true needs fast.compile, fast.compile_update or fast.compile_behavior on"
+            " (the graphs are captured by torch.compile)"
         )
     return settings
 
@@ -182,15 +199,17 @@ def compile_rssm_steps(rssm: torch.nn.Module, cuda_graphs: bool = False) -> None
         setattr(rssm, name, torch.compile(eager, dynamic=False, mode=mode))
 
 
-def compile_update(agent, cuda_graphs: bool = False) -> None:
-    """Replace the agent's world-model and behaviour loss callables with
-    whole-graph compiled ones, in place (see :class:`dreamer.agent.Agent`).
+def compile_update(agent, cuda_graphs: bool = False, world_model: bool = True) -> None:
+    """Replace the agent's world-model (if ``world_model``) and behaviour loss
+    callables with whole-graph compiled ones, in place (see
+    :class:`dreamer.agent.Agent`).
 
     ``fullgraph=True`` makes a graph break an error instead of a silent
     fallback, so the update stays one graph per loss, forward and backward.
     """
     mode = "reduce-overhead" if cuda_graphs else None
-    agent._model_loss = torch.compile(agent.world_model.loss, fullgraph=True, dynamic=False, mode=mode)
+    if world_model:
+        agent._model_loss = torch.compile(agent.world_model.loss, fullgraph=True, dynamic=False, mode=mode)
     if agent.behavior is not None:
         agent._behavior_loss = torch.compile(agent.behavior.loss, fullgraph=True, dynamic=False, mode=mode)
 
@@ -201,12 +220,12 @@ def apply(agent, settings: dict[str, bool], compile_cache: str | Path | None = N
     belong to the loop)."""
     if settings["channels_last"]:
         agent.world_model.to(memory_format=torch.channels_last)
-    if settings["compile"] or settings["compile_update"]:
+    if settings["compile"] or settings["compile_update"] or settings["compile_behavior"]:
         enable_compile_cache(compile_cache)
     if settings["compile"]:
         compile_rssm_steps(agent.world_model.rssm, settings["cuda_graphs"])
-    if settings["compile_update"]:
-        compile_update(agent, settings["cuda_graphs"])
+    if settings["compile_update"] or settings["compile_behavior"]:
+        compile_update(agent, settings["cuda_graphs"], world_model=settings["compile_update"])
 
 
 def loop_settings(cfg, device: torch.device) -> dict[str, bool]:

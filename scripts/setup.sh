@@ -10,7 +10,8 @@ cd "$(dirname "$0")/.."
 extras=""
 [ "${1:-}" = "--test" ] && extras="[test]"
 
-system_packages=(libegl1 libgl1-mesa-dri libopengl0 libosmesa6)
+# g++: torch.compile builds its CPU kernels with it (fast.compile_behavior is on by default on CPU).
+system_packages=(libegl1 libgl1-mesa-dri libopengl0 libosmesa6 g++)
 # The tests drive the dream page (python -m dreamer.dream) in a real headless browser.
 [ -n "$extras" ] && system_packages+=(chromium chromium-driver)
 missing=()

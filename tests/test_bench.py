@@ -28,7 +28,8 @@ RATES = (
 
 def test_bench_prints_json_with_positive_numbers(capsys):
     argv = "--size tiny --batch 2 --length 8 --horizon 3 --repeats 1 --warmup 0 --device cpu"
-    argv += " --env toy:reach --workers 2 --env-steps 5 --fast-paths bf16=false --profile 3 --eval-episodes 3"
+    argv += " --env toy:reach --workers 2 --env-steps 5 --profile 3 --eval-episodes 3"
+    argv += " --fast-paths bf16=false compile_behavior=false"
     bench.main(argv.split())
     captured = capsys.readouterr()
     out = json.loads(captured.out)

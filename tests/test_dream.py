@@ -135,7 +135,8 @@ def test_the_actor_can_drive_and_bad_actions_and_starts_are_refused(run_dir):
 VARIANTS = {
     # vector observations and one-hot actions
     "gym_cartpole": ["experiment=none", "env=gym", "env.task=CartPole-v1", "model=tiny", "algo.batch_size=4",
-                     "algo.batch_length=16", "algo.train_ratio=64", "prefill=100", "steps=200", "progress=false"],
+                     "algo.batch_length=16", "algo.train_ratio=64", "prefill=100", "steps=200", "progress=false",
+                     "fast.compile_behavior=false"],
     # the planner drives
     "planet": ["experiment=debug", "algo=planet", "algo.planner.candidates=64", "algo.planner.top_k=8",
                "algo.planner.iterations=2", "steps=200"],

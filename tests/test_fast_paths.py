@@ -63,15 +63,27 @@ def test_auto_follows_the_device_table_and_values_are_checked():
     for name in fast.AUTO:
         assert fast.resolve(name, "auto", CPU) is fast.auto_value(name, CPU)
         assert fast.resolve(name, "auto", torch.device("cuda")) is fast.auto_value(name, torch.device("cuda"))
-    # bf16 follows the CPU's bfloat16 units; everything else is fixed per device type.
+    # bf16 follows the CPU's bfloat16 units, compile_behavior a C++ compiler for
+    # the CPU kernels; everything else is fixed per device type.
     assert fast.auto_value("bf16", CPU) is fast.cpu_has_bfloat16_units()
-    assert all(isinstance(value, bool) for name, pair in fast.AUTO.items() for value in pair if name != "bf16")
+    assert fast.auto_value("compile_behavior", CPU) is fast.has_cpp_compiler()
+    machine_dependent = ("bf16", "compile_behavior")
+    assert all(isinstance(v, bool) for name, pair in fast.AUTO.items() for v in pair if name not in machine_dependent)
     assert fast.resolve("bf16", "true", CPU) is True
     assert fast.resolve("bf16", False, CPU) is False
     with pytest.raises(ValueError, match="allowed: auto, true, false"):
         fast.resolve("bf16", "yes", CPU)
     with pytest.raises(ValueError, match="unknown fast path 'jit'"):
         fast.resolve("jit", "auto", CPU)
+
+
+def test_compile_behavior_auto_is_off_on_cpu_without_a_cpp_compiler(monkeypatch):
+    monkeypatch.delenv("CXX", raising=False)
+    monkeypatch.setattr(fast.shutil, "which", lambda name: None)
+    assert fast.resolve("compile_behavior", "auto", CPU) is False
+    monkeypatch.setattr(fast.shutil, "which", lambda name: "/usr/bin/g++" if name == "g++" else None)
+    assert fast.resolve("compile_behavior", "auto", CPU) is True
+    assert fast.resolve("compile_behavior", "auto", torch.device("cuda")) is False  # not measured on a GPU
 
 
 def test_cuda_graphs_stay_off_on_cpu_even_when_asked(capsys):
@@ -85,9 +97,9 @@ def test_cuda_graphs_require_compile():
     from omegaconf import OmegaConf
 
     cfg = OmegaConf.create({"fast": {"cuda_graphs": True, "compile": False, "compile_update": False}})
-    with pytest.raises(ValueError, match="needs fast.compile or fast.compile_update"):
+    with pytest.raises(ValueError, match="needs fast.compile, fast.compile_update or fast.compile_behavior"):
         fast.settings_from(cfg, torch.device("cuda"))
-    for compiled in ("compile", "compile_update"):
+    for compiled in ("compile", "compile_update", "compile_behavior"):
         cfg = OmegaConf.create({"fast": {"cuda_graphs": True, "compile": False, "compile_update": False, compiled: True}})
         assert fast.settings_from(cfg, torch.device("cuda"))["cuda_graphs"]
 
@@ -98,6 +110,12 @@ def test_compile_update_swaps_in_compiled_losses_and_keeps_the_eager_methods():
     assert agent._model_loss is not agent.world_model.loss
     assert agent._behavior_loss is not agent.behavior.loss
     assert "_core" not in vars(agent.world_model.rssm)  # the per-step switch stays separate
+
+
+def test_compile_behavior_compiles_the_behaviour_loss_alone():
+    agent, _ = tiny_agent(compile_behavior="true", compile_update="false")
+    assert agent._model_loss == agent.world_model.loss
+    assert agent._behavior_loss is not agent.behavior.loss
     plain, _ = tiny_agent()
     assert plain._model_loss == plain.world_model.loss
 
@@ -189,10 +207,32 @@ def test_compiled_update_gives_the_eager_losses_and_gradients(monkeypatch):
     # The return-normalisation statistics the loss updates in place move alike.
     for (name, a), (_, b) in zip(eager.behavior.named_buffers(), compiled.behavior.named_buffers()):
         torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-6, msg=name)
+    # The behaviour loss compiled alone, after an eager world-model loss, agrees alike.
+    behavior_values, behavior_grads = joint_gradients(tiny_agent(compile_behavior="true")[0], batch)
+    assert_close(behavior_values, eager_values, rtol=1e-4, atol=1e-5)
+    for name, grad in eager_grads.items():
+        scale = float(grad.abs().max())
+        torch.testing.assert_close(behavior_grads[name], grad, rtol=1e-3, atol=1e-3 * scale + 1e-8, msg=name)
     # The full update (and the sequential update's two backward passes) run compiled.
     assert compiled.update(batch)["train/nonfinite"] == 0.0
     sequential, batch = tiny_agent("dreamerv3_2023", compile_update="true")
     assert sequential.update(batch)["train/nonfinite"] == 0.0
+
+
+@pytest.mark.slow  # one to three minutes of compiling per preset on two cores
+@pytest.mark.parametrize("algo", ["dreamerv1", "dreamerv2"])
+def test_the_older_presets_compile_their_behaviour_loss_as_one_graph(algo, monkeypatch):
+    import torch._inductor.config as inductor_config
+
+    monkeypatch.setattr(inductor_config, "fallback_random", True)
+    (eager, batch), (compiled, _) = tiny_agent(algo), tiny_agent(algo, compile_behavior="true")
+    assert compiled._behavior_loss is not compiled.behavior.loss
+    torch.manual_seed(1)
+    eager_metrics = eager.update(batch)
+    torch.manual_seed(1)
+    compiled_metrics = compiled.update(batch)
+    assert compiled_metrics["train/nonfinite"] == 0.0
+    assert_close(compiled_metrics, eager_metrics, rtol=1e-3, atol=1e-4)
 
 
 # ------------------------------------------------------------ loop paths
