@@ -220,8 +220,15 @@ def apply(agent, settings: dict[str, bool], compile_cache: str | Path | None = N
     belong to the loop)."""
     if settings["channels_last"]:
         agent.world_model.to(memory_format=torch.channels_last)
-    if settings["compile"] or settings["compile_update"] or settings["compile_behavior"]:
+    compiled = [name for name in ("compile", "compile_update", "compile_behavior") if settings[name]]
+    if agent.behavior is None and "compile_behavior" in compiled:
+        compiled.remove("compile_behavior")  # a planner agent has no behaviour loss to compile
+    if compiled:
         enable_compile_cache(compile_cache)
+        # The first update then pauses for minutes on a few CPU cores; say why.
+        names = ", ".join(f"fast.{name}" for name in compiled)
+        print(f"[dreamer] {names}: the first update compiles (minutes on a few CPU cores, cached on disk)",
+              file=sys.stderr)
     if settings["compile"]:
         compile_rssm_steps(agent.world_model.rssm, settings["cuda_graphs"])
     if settings["compile_update"] or settings["compile_behavior"]:

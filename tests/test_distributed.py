@@ -29,9 +29,9 @@ TINY = [
 ]
 
 
-def _config(steps: int):
+def _config(steps: int, *overrides: str):
     with initialize_config_dir(str(CONFIGS), version_base="1.3"):
-        return compose("config", overrides=TINY + [f"steps={steps}"])
+        return compose("config", overrides=TINY + [f"steps={steps}", *overrides])
 
 
 def _free_port() -> int:
@@ -90,6 +90,14 @@ def test_two_ranks_stay_identical_and_resume_together(tmp_path):
     assert second[0]["counters"] == second[1]["counters"]
     assert torch.equal(second[0]["params"], second[1]["params"])
     assert not torch.equal(second[0]["params"], first[0]["params"])
+
+
+@pytest.mark.slow  # each rank compiles the behaviour loss (a few minutes on two cores)
+def test_two_ranks_stay_identical_with_the_behaviour_loss_compiled(tmp_path):
+    # The compiled loss runs inside DDP's forward, so DDP's gradient hooks must still fire.
+    records = _launch(_config(96, "fast.compile_behavior=true"), tmp_path / "run", tmp_path / "out")
+    assert records[0]["counters"]["updates"] == records[1]["counters"]["updates"] > 0
+    assert torch.equal(records[0]["params"], records[1]["params"])
 
 
 @pytest.mark.parametrize(

@@ -112,10 +112,12 @@ def test_compile_update_swaps_in_compiled_losses_and_keeps_the_eager_methods():
     assert "_core" not in vars(agent.world_model.rssm)  # the per-step switch stays separate
 
 
-def test_compile_behavior_compiles_the_behaviour_loss_alone():
+def test_compile_behavior_compiles_the_behaviour_loss_alone(capsys):
     agent, _ = tiny_agent(compile_behavior="true", compile_update="false")
     assert agent._model_loss == agent.world_model.loss
     assert agent._behavior_loss is not agent.behavior.loss
+    # The pause at the first update is announced.
+    assert "fast.compile_behavior: the first update compiles" in capsys.readouterr().err
     plain, _ = tiny_agent()
     assert plain._model_loss == plain.world_model.loss
 
