@@ -28,7 +28,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from dreamer import bench  # noqa: E402
+from dreamer import bench
 
 LAYERS = (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)
 
@@ -45,6 +45,17 @@ def layer_seconds(layer: nn.Module, shape: tuple, dtype: torch.dtype, autocast, 
         times.append(time.perf_counter() - start)
         layer.zero_grad(set_to_none=True)
     return sorted(times[1:])[len(times[1:]) // 2]
+
+
+def cpu_name() -> str:
+    """The CPU's model name (``/proc/cpuinfo``), else the platform's machine type."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.partition(":")[2].strip()
+    except OSError:
+        pass
+    return platform.machine()
 
 
 def main(argv=None) -> dict:
@@ -82,7 +93,7 @@ def main(argv=None) -> dict:
     flops = counter.get_total_flops()
     floor_s = sum(by_kind.values())
     out = {
-        "cpu": platform.processor() or platform.machine(),
+        "cpu": cpu_name(),
         "threads": torch.get_num_threads(),
         "size": args.size,
         "overrides": args.overrides,
