@@ -43,6 +43,7 @@ SWITCHES = (
     "compile", "compile_update", "compile_behavior", "bf16", "channels_last", "fused_optim", "prefetch", "cuda_graphs",
     "overlap_env", "keep_memory",
 )
+COMPILE_SWITCHES = ("compile", "compile_update", "compile_behavior")  # the switches torch.compile serves
 OPTIONS = ("threads", "compile_cache")  # the other keys of the config's fast block
 VALUES = ("auto", True, False)
 
@@ -123,8 +124,7 @@ def settings_from(cfg, device: torch.device) -> dict[str, bool]:
     if unknown:
         raise ValueError(f"unknown keys {sorted(unknown)} in fast; allowed: {', '.join(SWITCHES + OPTIONS)}")
     settings = {name: resolve(name, block.get(name, "auto"), device) for name in SWITCHES}
-    compiled = settings["compile"] or settings["compile_update"] or settings["compile_behavior"]
-    if settings["cuda_graphs"] and not compiled:
+    if settings["cuda_graphs"] and not any(settings[name] for name in COMPILE_SWITCHES):
         raise ValueError(
             "fast.cuda_graphs=true needs fast.compile, fast.compile_update or fast.compile_behavior on"
             " (the graphs are captured by torch.compile)"
@@ -220,7 +220,7 @@ def apply(agent, settings: dict[str, bool], compile_cache: str | Path | None = N
     belong to the loop)."""
     if settings["channels_last"]:
         agent.world_model.to(memory_format=torch.channels_last)
-    compiled = [name for name in ("compile", "compile_update", "compile_behavior") if settings[name]]
+    compiled = [name for name in COMPILE_SWITCHES if settings[name]]
     if agent.behavior is None and "compile_behavior" in compiled:
         compiled.remove("compile_behavior")  # a planner agent has no behaviour loss to compile
     if compiled:
