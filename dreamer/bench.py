@@ -14,7 +14,10 @@ Keys: ``world_model_updates_per_s``, ``behavior_updates_per_s``,
 ``imagined_states_per_s``, ``agent_updates_per_s``, ``agent_update_s``,
 ``policy_step_ms`` (act on one observation), ``env_steps_per_s`` (one
 worker), ``env_steps_per_s_workers`` (``--workers`` workers), ``peak_rss_mb``,
-``peak_cuda_mb`` (None without CUDA), ``warmup_s`` (seconds of the
+``peak_cuda_mb`` (None without CUDA), ``frames_per_update`` (environment
+frames per update at the composed train ratio and action repeat) and
+``train_frames_per_s_update_bound`` (the frames per second of training that
+the full update's time allows, acting and environment hidden behind it), ``warmup_s`` (seconds of the
 untimed calls of each phase, compilation included), ``trainable_parameters_m`` and
 ``frozen_parameters_m`` (the slow critic), ``ops_per_update`` (ATen
 operators dispatched in one full update, from the profiler), plus the
@@ -175,6 +178,17 @@ def profile_update(agent, batch, top: int, device: torch.device) -> tuple[int, l
     ]
 
 
+def training_frames(cfg, update_s: float) -> dict[str, float]:
+    """Environment frames one update pays for at the composed train ratio, and
+    the training speed in frames per second that updates of ``update_s``
+    seconds allow when acting and environment steps are hidden behind them
+    (``fast.overlap_env``): the bound the update sets on a training run."""
+    algo = cfg.algo
+    trained_steps = int(algo.batch_size) * (int(algo.batch_length) - int(algo.world_model.get("replay_context", 0)))
+    frames = trained_steps / float(algo.train_ratio) * int(cfg.env.get("action_repeat", 1))
+    return {"frames_per_update": frames, "train_frames_per_s_update_bound": frames / update_s}
+
+
 def batch_shape(cfg) -> dict[str, int | None]:
     """Sequences, steps and imagination horizon as composed (overrides included)."""
     behavior = cfg.algo.get("behavior")
@@ -265,6 +279,7 @@ def measure(args) -> dict:
     seconds = timed(lambda: agent.update(batch), args.repeats, args.warmup, device, warmups, "agent")
     out["agent_updates_per_s"] = 1 / seconds
     out["agent_update_s"] = seconds
+    out.update(training_frames(cfg, seconds))
     log("profile of one full update")
     out["ops_per_update"], top = profile_update(agent, batch, args.profile, device)
     if args.profile > 0:
@@ -318,11 +333,22 @@ MODEL_SWITCHES = (
 )
 
 
+def compared_switches(chosen: str) -> tuple[str, ...]:
+    """The switches ``--compare`` times: all model-side ones, or a comma-separated few."""
+    if chosen == "all":
+        return MODEL_SWITCHES
+    names = tuple(name.strip() for name in chosen.split(","))
+    unknown = [name for name in names if name not in MODEL_SWITCHES]
+    if unknown:
+        raise SystemExit(f"--compare: unknown switch {unknown[0]!r}; allowed: all, or any of {', '.join(MODEL_SWITCHES)}")
+    return names
+
+
 def compare(args) -> dict:
     """Seconds per full agent update: every switch off (``plain``), then each
     model-side switch on alone (prefetch and overlap_env act in the loop)."""
     results = {}
-    for name in ("plain", *MODEL_SWITCHES):
+    for name in ("plain", *compared_switches(args.compare)):
         switches = [f"fast.{s}={'true' if s == name else 'false'}" for s in fast.SWITCHES]
         cfg, device, agent, _, obs_space, act_space = build(args, switches)
         shape = batch_shape(cfg)
@@ -365,8 +391,11 @@ def parse_args(argv=None):
     parser.add_argument("--profile", type=int, default=0, metavar="N", help="also list the N costliest operators")
     parser.add_argument(
         "--compare",
-        action="store_true",
-        help=f"instead: time the full update plain and with each of {', '.join(MODEL_SWITCHES)} on alone",
+        nargs="?",
+        const="all",
+        metavar="SWITCHES",
+        help=f"instead: time the full update with every fast path off, then with each of {', '.join(MODEL_SWITCHES)} "
+        "on alone (or only those named, comma-separated: --compare bf16,fused_optim)",
     )
     parser.add_argument(
         "--fast-paths",
@@ -375,7 +404,8 @@ def parse_args(argv=None):
         metavar="NAME=VALUE",
         help=f"fast-path switches (auto | true | false): {', '.join(fast.SWITCHES)}; or threads=N",
     )
-    return parser.parse_args(argv)
+    # Overrides may come before, between or after the options.
+    return parser.parse_intermixed_args(argv)
 
 
 def main(argv=None) -> dict:
@@ -384,7 +414,7 @@ def main(argv=None) -> dict:
         name = item.partition("=")[0]
         if name not in fast.SWITCHES + fast.OPTIONS:
             raise SystemExit(f"unknown fast path {name!r}; allowed: {', '.join(fast.SWITCHES + fast.OPTIONS)}")
-    out = compare(args) if args.compare else measure(args)
+    out = compare(args) if args.compare is not None else measure(args)
     print(json.dumps(out, indent=1))
     return out
 

@@ -38,6 +38,10 @@ def test_bench_prints_json_with_positive_numbers(capsys):
     # Imagination starts from every trained step: 2 x (8 - 1 replay-context step), 3 steps each.
     assert out["imagined_states_per_s"] == pytest.approx(out["behavior_updates_per_s"] * 2 * 7 * 3)
     assert out["agent_update_s"] * out["agent_updates_per_s"] == pytest.approx(1)
+    # The toy task repeats no action; its train ratio pays 2 x 7 replayed steps with 14 / ratio frames.
+    cfg = bench.compose_config("tiny", 2, 8, 3, "cpu", "toy:reach")
+    assert out["frames_per_update"] == pytest.approx(14 / cfg.algo.train_ratio * cfg.env.action_repeat)
+    assert out["train_frames_per_s_update_bound"] == pytest.approx(out["frames_per_update"] / out["agent_update_s"])
     assert out["peak_cuda_mb"] is None and out["fast_paths"]["bf16"] is False
     assert "[bench]" in captured.err
     profile = out["profile"]
@@ -79,6 +83,30 @@ def test_bench_takes_train_overrides_and_reports_what_it_measured(capsys):
     capsys.readouterr()
 
 
+def test_bench_frames_per_update_follow_the_dmc_vision_settings():
+    # Train ratio 512 over 16 x 64 trained steps at action repeat 2: one update per 2 agent steps, 4 frames.
+    cfg = bench.compose_config("s", 16, 65, 15, "cpu", "dmc:walker_walk")
+    assert bench.training_frames(cfg, 0.025) == {"frames_per_update": 4.0, "train_frames_per_s_update_bound": 160.0}
+
+
+def test_bench_overrides_may_come_between_the_options():
+    args = bench.parse_args("experiment=quickstart --repeats 3 fast.bf16=false --env-steps 0 model=xs".split())
+    assert args.overrides == ["experiment=quickstart", "fast.bf16=false", "model=xs"]
+    assert (args.repeats, args.env_steps) == (3, 0)
+
+
+def test_bench_compares_the_named_switches_against_all_off(capsys):
+    argv = "model=tiny --batch 2 --length 6 --horizon 3 --repeats 1 --warmup 0 --device cpu --env toy:reach"
+    out = bench.main([*argv.split(), "--compare", "fused_optim,keep_memory"])
+    capsys.readouterr()
+    assert list(out) == ["plain", "fused_optim", "keep_memory"]
+    assert out["plain"]["speedup"] == 1 and all(row["agent_update_s"] > 0 for row in out.values())
+    assert all(row["speedup"] == out["plain"]["agent_update_s"] / row["agent_update_s"] for row in out.values())
+    assert bench.parse_args(["--compare"]).compare == "all" and bench.parse_args([]).compare is None
+    with pytest.raises(SystemExit, match="unknown switch 'jit'; allowed: all, or any of compile, "):
+        bench.main([*argv.split(), "--compare", "bf16,jit"])
+
+
 def test_bench_overrides_win_over_the_options():
     cfg = bench.compose_config("xs", 16, 64, 15, "cpu", "dmc:walker_walk", ["model=tiny", "algo.batch_size=3", "algo=planet"])
     assert cfg.model.deter == bench.compose_config("tiny", 16, 64, 15, "cpu", "dmc:walker_walk").model.deter
@@ -91,3 +119,33 @@ def test_an_experiment_override_benchmarks_that_experiment_as_trained():
         trained = compose(config_name="config", overrides=["experiment=quickstart", "device=cpu"])
     assert cfg.env.task == trained.env.task == "finger_spin"
     assert cfg.model == trained.model and cfg.algo == trained.algo
+
+
+GPU_SCRIPT = bench.CONFIG_DIR.parent / "scripts" / "bench_gpu.sh"
+
+
+def test_the_gpu_script_rejects_an_unknown_stage_before_running_any(tmp_path):
+    import subprocess
+
+    run = subprocess.run(["bash", str(GPU_SCRIPT), "auto", "warp"], capture_output=True, text=True,
+                         env={"PATH": "/usr/bin:/bin", "OUT": str(tmp_path)})
+    assert run.returncode == 2 and "unknown stage 'warp'; allowed: check auto train" in run.stderr
+    assert not (tmp_path / "summary.txt").exists()
+
+
+def test_the_gpu_script_writes_a_json_and_a_summary_per_benchmark(tmp_path):
+    # The same script on a CPU at the tiny size: what a GPU run writes, in seconds.
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, OUT=str(tmp_path), DEVICE="cpu", SIZE="tiny", LARGE="tiny", PYTHON=sys.executable,
+               BENCH_ARGS="--batch 2 --length 6 --horizon 3 --repeats 1 --warmup 0 --env-steps 2 --workers 2 "
+               "--env toy:reach fast.compile_behavior=false")
+    run = subprocess.run(["bash", str(GPU_SCRIPT), "auto"], capture_output=True, text=True, env=env, timeout=600)
+    assert run.returncode == 0, run.stderr
+    lines = (tmp_path / "summary.txt").read_text().splitlines()
+    assert [line.split(":")[0] for line in lines] == ["auto_s", "auto_12m"], lines
+    assert all("size tiny, full update" in line and "frames/s bound" in line for line in lines)
+    result = json.loads((tmp_path / "auto_s.json").read_text())
+    assert result["device"] == "cpu" and result["batch"] == 2 and result["env_steps_per_s_workers"] > 0
