@@ -28,7 +28,7 @@ version() {  # the version pyproject.toml pins, so the wheels are those the test
 }
 PINNED=(hydra-core=="$(version hydra-core)" mujoco=="$(version mujoco)" dm-control=="$(version dm-control)")
 # Their own needs that such an image lacks (hydra-core: omegaconf, antlr4; dm-control: dm-env, dm-tree, PyOpenGL, glfw).
-NEEDS=(omegaconf==2.3.0 dm-env==1.6 dm-tree==0.1.10 pyopengl==3.1.10 glfw==2.11.0)
+NEEDS=(omegaconf==2.3.1 dm-env==1.6 dm-tree==0.1.10 pyopengl==3.1.10 glfw==2.11.0)
 PLATFORMS=()
 for tag in manylinux_2_28_x86_64 manylinux_2_27_x86_64 manylinux_2_24_x86_64 manylinux_2_17_x86_64 manylinux2014_x86_64; do
   PLATFORMS+=(--platform "$tag")

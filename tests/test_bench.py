@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import subprocess
+import sys
 
 import pytest
-
 from hydra import compose, initialize_config_dir
 
 from dreamer import bench
@@ -125,9 +127,7 @@ GPU_SCRIPT = bench.CONFIG_DIR.parent / "scripts" / "bench_gpu.sh"
 
 
 def test_the_gpu_script_rejects_an_unknown_stage_before_running_any(tmp_path):
-    import subprocess
-
-    run = subprocess.run(["bash", str(GPU_SCRIPT), "auto", "warp"], capture_output=True, text=True,
+    run = subprocess.run(["bash", str(GPU_SCRIPT), "auto", "warp"], capture_output=True, text=True, check=False,
                          env={"PATH": "/usr/bin:/bin", "OUT": str(tmp_path)})
     assert run.returncode == 2 and "unknown stage 'warp'; allowed: check auto train" in run.stderr
     assert not (tmp_path / "summary.txt").exists()
@@ -135,14 +135,11 @@ def test_the_gpu_script_rejects_an_unknown_stage_before_running_any(tmp_path):
 
 def test_the_gpu_script_writes_a_json_and_a_summary_per_benchmark(tmp_path):
     # The same script on a CPU at the tiny size: what a GPU run writes, in seconds.
-    import os
-    import subprocess
-    import sys
-
     env = dict(os.environ, OUT=str(tmp_path), DEVICE="cpu", SIZE="tiny", LARGE="tiny", PYTHON=sys.executable,
                BENCH_ARGS="--batch 2 --length 6 --horizon 3 --repeats 1 --warmup 0 --env-steps 2 --workers 2 "
                "--env toy:reach fast.compile_behavior=false")
-    run = subprocess.run(["bash", str(GPU_SCRIPT), "auto"], capture_output=True, text=True, env=env, timeout=600)
+    run = subprocess.run(["bash", str(GPU_SCRIPT), "auto"], capture_output=True, text=True, env=env, timeout=600,
+                         check=False)
     assert run.returncode == 0, run.stderr
     lines = (tmp_path / "summary.txt").read_text().splitlines()
     assert [line.split(":")[0] for line in lines] == ["auto_s", "auto_12m"], lines
