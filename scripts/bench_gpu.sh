@@ -12,7 +12,7 @@
 #   check     the GPU, torch, and the CPU/CUDA tests of the RSSM and world model on it
 #   auto      dreamer.bench under auto at size s and 12m (environment steps at size s)
 #   train     train.py experiment=dmc_vision for TRAIN_S seconds; its logged frames/s
-#   compiled  compile_update, then compile_update + cuda_graphs, at size s
+#   compiled  cuda_graphs of the compiled RSSM steps, compile_update, then both, at size s
 #   compiled12m  the same at 12m
 #   compare   every model-side fast path alone against all off, at size s
 #
@@ -127,6 +127,8 @@ EOF
 }
 
 stage_compiled() {  # NAME SIZE
+  # The RSSM steps compiled (auto on CUDA) and captured as CUDA graphs: one step compiles, not the unrolled loop, so first.
+  bench "step_graphs_$1" --size "$2" --repeats 20 --warmup 3 --env-steps 0 --profile 15 fast.cuda_graphs=true
   bench "compiled_$1" --size "$2" --repeats 20 --warmup 3 --env-steps 0 --profile 15 fast.compile_update=true
   bench "graphs_$1" --size "$2" --repeats 20 --warmup 3 --env-steps 0 --profile 15 \
     fast.compile_update=true fast.cuda_graphs=true
