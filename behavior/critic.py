@@ -62,19 +62,32 @@ class SlowCopy(nn.Module):
         self.rate, self.every = rate, every
         self.module = copy.deepcopy(fast).requires_grad_(False)
         self.register_buffer("calls", torch.zeros((), dtype=torch.long))
+        # The count as a Python int, read from the buffer once (and again after
+        # loading a checkpoint): reading a GPU buffer each update would stall
+        # the host once per update.
+        self._calls: int | None = None
 
     def forward(self, *args, **kwargs):
         return self.module(*args, **kwargs)
 
+    def _load_from_state_dict(self, *args, **kwargs):
+        super()._load_from_state_dict(*args, **kwargs)
+        self._calls = None
+
     @torch.no_grad()
     def update(self, fast: nn.Module) -> None:
-        self.calls += 1
-        if int(self.calls) % self.every:
+        if self._calls is None:
+            self._calls = int(self.calls)
+        self._calls += 1
+        self.calls.fill_(self._calls)
+        if self._calls % self.every:
             return
         slow = list(self.module.parameters()) + list(self.module.buffers())
-        source = list(fast.parameters()) + list(fast.buffers())
+        source = [value.detach() for value in [*fast.parameters(), *fast.buffers()]]
+        if len(slow) != len(source):
+            raise ValueError(f"slow copy has {len(slow)} tensors, the fast module {len(source)}")
+        floats = [i for i, target in enumerate(slow) if target.dtype.is_floating_point]
+        torch._foreach_lerp_([slow[i] for i in floats], [source[i] for i in floats], self.rate)
         for target, value in zip(slow, source, strict=True):
-            if target.dtype.is_floating_point:
-                target.lerp_(value.detach(), self.rate)
-            else:
+            if not target.dtype.is_floating_point:
                 target.copy_(value)

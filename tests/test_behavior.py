@@ -187,6 +187,21 @@ def test_slow_copy_follows_by_ema_on_every_nth_call():
     assert torch.allclose(slow.module.weight, 0.98 * before + 0.02 * fast.weight)
 
 
+def test_a_restored_slow_copy_keeps_counting_towards_its_next_update():
+    fast = nn.Linear(2, 1)
+    slow = SlowCopy(fast, rate=1.0, every=3)
+    slow.update(fast)
+    slow.update(fast)
+    restored = SlowCopy(nn.Linear(2, 1), rate=1.0, every=3)
+    restored.update(restored.module)  # counted before the checkpoint is loaded, then replaced by it
+    restored.load_state_dict(slow.state_dict())
+    assert int(restored.calls) == 2
+    with torch.no_grad():
+        fast.weight.add_(1.0)
+    restored.update(fast)  # the third call copies
+    assert torch.equal(restored.module.weight, fast.weight) and int(restored.calls) == 3
+
+
 def test_slow_critic_is_saved_but_not_trained():
     behavior = ImaginationBehavior(3, 2, False, **small())
     trained = {id(p) for p in behavior.critic.parameters()}
