@@ -32,12 +32,14 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import os
 import shutil
 import sys
 from pathlib import Path
 
 import torch
+from torch.utils._pytree import tree_map_only
 
 SWITCHES = (
     "compile", "compile_update", "compile_behavior", "bf16", "channels_last", "fused_optim", "prefetch", "cuda_graphs",
@@ -187,16 +189,40 @@ def enable_compile_cache(directory: str | Path | None) -> None:
     inductor_config.fx_graph_cache = True
 
 
+def owned_outputs(fn):
+    """``fn`` with copies of its tensor outputs, for functions captured as CUDA graphs.
+
+    A CUDA-graph function's outputs live in the graphs' memory pool, and the
+    next call that starts a new generation (any call with gradients off, or
+    one after a backward pass) reuses that memory while the caller may still
+    hold them: the policy state ``act`` feeds back, a step's output that the
+    next step reads, the posterior the behaviour loss starts from. The copies
+    are the caller's own; ``clone`` passes gradients through.
+    """
+
+    @functools.wraps(fn)
+    def owned(*args, **kwargs):
+        return tree_map_only(torch.Tensor, torch.Tensor.clone, fn(*args, **kwargs))
+
+    owned.owns_outputs = True
+    return owned
+
+
+def _compiled(fn, cuda_graphs: bool, **options):
+    if not cuda_graphs:
+        return torch.compile(fn, dynamic=False, **options)
+    return owned_outputs(torch.compile(fn, dynamic=False, mode="reduce-overhead", **options))
+
+
 def compile_rssm_steps(rssm: torch.nn.Module, cuda_graphs: bool = False) -> None:
     """Replace the RSSM's per-step functions with compiled ones, in place.
 
     The instance attributes shadow the methods, so the parameters and the
     state dict are untouched and the eager code stays the reference.
     """
-    mode = "reduce-overhead" if cuda_graphs else None
     for name in ("_core", "_posterior", "_prior"):
         eager = getattr(type(rssm), name).__get__(rssm)
-        setattr(rssm, name, torch.compile(eager, dynamic=False, mode=mode))
+        setattr(rssm, name, _compiled(eager, cuda_graphs))
 
 
 def compile_update(agent, cuda_graphs: bool = False, world_model: bool = True) -> None:
@@ -207,11 +233,10 @@ def compile_update(agent, cuda_graphs: bool = False, world_model: bool = True) -
     ``fullgraph=True`` makes a graph break an error instead of a silent
     fallback, so the update stays one graph per loss, forward and backward.
     """
-    mode = "reduce-overhead" if cuda_graphs else None
     if world_model:
-        agent._model_loss = torch.compile(agent.world_model.loss, fullgraph=True, dynamic=False, mode=mode)
+        agent._model_loss = _compiled(agent.world_model.loss, cuda_graphs, fullgraph=True)
     if agent.behavior is not None:
-        agent._behavior_loss = torch.compile(agent.behavior.loss, fullgraph=True, dynamic=False, mode=mode)
+        agent._behavior_loss = _compiled(agent.behavior.loss, cuda_graphs, fullgraph=True)
 
 
 def apply(agent, settings: dict[str, bool], compile_cache: str | Path | None = None) -> None:

@@ -93,6 +93,36 @@ def test_cuda_graphs_stay_off_on_cpu_even_when_asked(capsys):
     assert "_core" not in vars(agent.world_model.rssm)
 
 
+def test_graph_captured_functions_hand_out_copies_their_caller_owns():
+    # Under CUDA graphs a compiled function's outputs are reused by its next
+    # replay; the wrapper copies every tensor out, keeps the structure and
+    # passes gradients through.
+    kept = {}
+
+    def step(x):
+        kept["deter"] = x * 2
+        return {"deter": kept["deter"], "stats": (x + 1, 3)}
+
+    x = torch.ones(2, requires_grad=True)
+    out = fast.owned_outputs(step)(x)
+    assert out["stats"][1] == 3 and torch.equal(out["deter"], kept["deter"])
+    assert out["deter"].data_ptr() != kept["deter"].data_ptr()
+    (out["deter"].sum() + out["stats"][0].sum()).backward()
+    assert torch.equal(x.grad, torch.full((2,), 3.0))
+
+
+def test_cuda_graphs_wrap_every_compiled_function_in_owned_outputs():
+    agent, _ = tiny_agent(compile="false")
+    fast.compile_rssm_steps(agent.world_model.rssm, cuda_graphs=True)
+    fast.compile_update(agent, cuda_graphs=True)
+    rssm = agent.world_model.rssm
+    wrapped = [rssm._core, rssm._posterior, rssm._prior, agent._model_loss, agent._behavior_loss]
+    assert all(getattr(fn, "owns_outputs", False) for fn in wrapped)
+    plain, _ = tiny_agent(compile="false")
+    fast.compile_update(plain, cuda_graphs=False)
+    assert not getattr(plain._model_loss, "owns_outputs", False)
+
+
 def test_cuda_graphs_require_compile():
     from omegaconf import OmegaConf
 
