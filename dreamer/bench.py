@@ -13,7 +13,8 @@ to stderr.
 Keys: ``world_model_updates_per_s``, ``behavior_updates_per_s``,
 ``imagined_states_per_s``, ``agent_updates_per_s``, ``agent_update_s``,
 ``policy_step_ms`` (act on one observation), ``env_steps_per_s`` (one
-worker), ``env_steps_per_s_workers`` (``--workers`` workers), ``peak_rss_mb``,
+worker), ``env_steps_per_s_workers`` (``--workers`` workers; ``env_error`` instead
+where stepping the environments failed), ``peak_rss_mb``,
 ``peak_cuda_mb`` (None without CUDA), ``frames_per_update`` (environment
 frames per update at the composed train ratio and action repeat) and
 ``train_frames_per_s_update_bound`` (the frames per second of training that
@@ -296,12 +297,16 @@ def measure(args) -> dict:
 
     if args.env_steps > 0:
         log("environment steps")
-        out["env_steps_per_s"] = env_steps_per_s(train_fns[:1], False, args.env_steps)
-        if args.workers > 1:
-            _, _, options = env_options(cfg.env)
-            options.pop("seed", None)
-            fns = envs.env_factories(cfg.env.suite, cfg.env.task, args.workers, seed=int(cfg.seed), **options)
-            out["env_steps_per_s_workers"] = env_steps_per_s(fns, True, args.env_steps)
+        try:
+            out["env_steps_per_s"] = env_steps_per_s(train_fns[:1], False, args.env_steps)
+            if args.workers > 1:
+                _, _, options = env_options(cfg.env)
+                options.pop("seed", None)
+                fns = envs.env_factories(cfg.env.suite, cfg.env.task, args.workers, seed=int(cfg.seed), **options)
+                out["env_steps_per_s_workers"] = env_steps_per_s(fns, True, args.env_steps)
+        except Exception as error:  # noqa: BLE001 -- a failing renderer must not cost the update timings above
+            out["env_error"] = f"{type(error).__name__}: {error}"
+            log(f"environment steps failed: {out['env_error']}")
         out["workers"] = args.workers
     if args.eval_episodes > 0:
         log(f"evaluation of {args.eval_episodes} episodes")

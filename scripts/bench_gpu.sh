@@ -76,12 +76,15 @@ if "plain" in out:  # --compare
     print(f"{name}: " + ", ".join(f"{k} {v['agent_update_s'] * 1e3:.1f} ms ({v['speedup']:.2f}x)" for k, v in out.items()))
     sys.exit()
 ms = lambda rate: f"{1e3 / rate:.1f} ms" if rate else "-"
+if "env_steps_per_s_workers" in out:
+    env = f"env {out['env_steps_per_s_workers']:.0f} steps/s ({out['workers']} workers)"
+else:
+    env = f"env failed: {out['env_error']}" if "env_error" in out else "env not timed"
 print(
     f"{name}: size {out['size']}, full update {out['agent_update_s'] * 1e3:.1f} ms "
     f"(world model {ms(out['world_model_updates_per_s'])}, behaviour {ms(out.get('behavior_updates_per_s'))}), "
     f"{out['train_frames_per_s_update_bound']:.0f} frames/s bound, {out['ops_per_update']} ops, "
-    f"policy step {out['policy_step_ms']:.1f} ms, env {out.get('env_steps_per_s_workers', 0):.0f} steps/s "
-    f"({out.get('workers', 0)} workers), "
+    f"policy step {out['policy_step_ms']:.1f} ms, {env}, "
     f"peak {out['peak_cuda_mb'] or out['peak_rss_mb']:.0f} MiB, warm-up {sum(out['warmup_s'].values()):.0f} s, wall {wall} s"
 )
 EOF

@@ -53,6 +53,17 @@ def test_bench_prints_json_with_positive_numbers(capsys):
     assert out["eval_start_s_layout"] < out["eval_s_layout"]
 
 
+def test_a_failing_environment_keeps_the_update_timings(monkeypatch, capsys):
+    def broken_renderer(*args):
+        raise RuntimeError("no EGL display")
+
+    monkeypatch.setattr(bench, "env_steps_per_s", broken_renderer)
+    argv = "model=tiny --batch 2 --length 6 --horizon 3 --repeats 1 --warmup 0 --device cpu --env toy:reach --env-steps 3"
+    out = bench.main(argv.split())
+    assert out["env_error"] == "RuntimeError: no EGL display" and "env_steps_per_s" not in out
+    assert out["agent_update_s"] > 0 and "environment steps failed" in capsys.readouterr().err
+
+
 def test_bench_rejects_an_unknown_fast_path():
     with pytest.raises(SystemExit, match="unknown fast path 'jit'"):
         bench.main(["--fast-paths", "jit=true"])
