@@ -9,10 +9,12 @@
 #   bash scripts/bench_gpu.sh [STAGE ...]   # default: check auto train
 #
 # Stages, in the order given:
-#   check     the GPU, torch, and the CPU/CUDA tests of the RSSM and world model on it
+#   check     the GPU, torch, the RSSM and world-model tests on it, and tests/test_cuda.py
+#             (updates and acting under the CUDA auto switches and with CUDA graphs)
 #   auto      dreamer.bench under auto at size s and 12m (environment steps at size s)
 #   train     train.py experiment=dmc_vision for TRAIN_S seconds; its logged frames/s
-#   compiled  cuda_graphs of the compiled RSSM steps, compile_update, then both, at size s
+#   compiled  the slow test of the compiled update under CUDA graphs; then at size s:
+#             cuda_graphs of the compiled RSSM steps, compile_update, then both
 #   compiled12m  the same at 12m
 #   compare   every model-side fast path alone against all off, at size s
 #
@@ -96,7 +98,7 @@ stage_check() {
     torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'no CUDA device')" \
     2>&1 | tee -a "$OUT/summary.txt"
   timeout "$STEP_S" "$PYTHON" -m pytest -q -p no:cacheprovider tests/test_rssm.py tests/test_world_model.py \
-    >"$OUT/tests.log" 2>&1
+    tests/test_cuda.py >"$OUT/tests.log" 2>&1
   summary "tests on the GPU (exit $?): $(tail -n 1 "$OUT/tests.log")"
 }
 
@@ -130,6 +132,10 @@ EOF
 }
 
 stage_compiled() {  # NAME SIZE
+  if [ "$1" = s ]; then  # the whole compiled update under CUDA graphs trains and acts (tiny agent)
+    timeout "$STEP_S" "$PYTHON" -m pytest -q -p no:cacheprovider -m slow tests/test_cuda.py >"$OUT/tests_compiled.log" 2>&1
+    summary "compiled-update test on the GPU (exit $?): $(tail -n 1 "$OUT/tests_compiled.log")"
+  fi
   # The RSSM steps compiled (auto on CUDA) and captured as CUDA graphs: one step compiles, not the unrolled loop, so first.
   bench "step_graphs_$1" --size "$2" --repeats 20 --warmup 3 --env-steps 0 --profile 15 fast.cuda_graphs=true
   bench "compiled_$1" --size "$2" --repeats 20 --warmup 3 --env-steps 0 --profile 15 fast.compile_update=true
