@@ -87,7 +87,8 @@ class SlowCopy(nn.Module):
         if len(slow) != len(source):
             raise ValueError(f"slow copy has {len(slow)} tensors, the fast module {len(source)}")
         floats = [i for i, target in enumerate(slow) if target.dtype.is_floating_point]
-        torch._foreach_lerp_([slow[i] for i in floats], [source[i] for i in floats], self.rate)
+        if floats:
+            torch._foreach_lerp_([slow[i] for i in floats], [source[i] for i in floats], self.rate)
         for target, value in zip(slow, source, strict=True):
             if not target.dtype.is_floating_point:
                 target.copy_(value)

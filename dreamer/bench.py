@@ -409,7 +409,8 @@ def parse_args(argv=None):
         metavar="NAME=VALUE",
         help=f"fast-path switches (auto | true | false): {', '.join(fast.SWITCHES)}; or threads=N",
     )
-    # Overrides may come before, between or after the options.
+    # Overrides may come before, between or after the options (not straight
+    # after --compare or --fast-paths, whose values they would be read as).
     return parser.parse_intermixed_args(argv)
 
 

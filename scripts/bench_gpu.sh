@@ -50,6 +50,7 @@ for stage in "${stages[@]}"; do
     *) echo "unknown stage '$stage'; allowed: check auto train compiled compiled12m compare" >&2; exit 2 ;;
   esac
 done
+failed=0  # any failed step makes the script exit 1, after every stage has run
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1 MUJOCO_GL=${MUJOCO_GL:-egl}
 if compgen -G "$WHEELS/*.whl" >/dev/null; then
@@ -69,6 +70,7 @@ bench() {
   local rc=$?
   if [ $rc -ne 0 ]; then
     summary "$name: failed (exit $rc after $((SECONDS - start)) s; 124: over STEP_S=$STEP_S s): $(tail -n 1 "$OUT/$name.log")"
+    failed=1
     return
   fi
   "$PYTHON" - "$OUT/$name.json" "$name" "$((SECONDS - start))" <<'EOF' | tee -a "$OUT/summary.txt"
@@ -98,8 +100,8 @@ stage_check() {
     torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'no CUDA device')" \
     2>&1 | tee -a "$OUT/summary.txt"
   timeout "$STEP_S" "$PYTHON" -m pytest -q -p no:cacheprovider tests/test_rssm.py tests/test_world_model.py \
-    tests/test_cuda.py >"$OUT/tests.log" 2>&1
-  summary "tests on the GPU (exit $?): $(tail -n 1 "$OUT/tests.log")"
+    tests/test_cuda.py >"$OUT/tests.log" 2>&1 || failed=1
+  summary "tests on the GPU (exit $failed: 1 is a failure): $(tail -n 1 "$OUT/tests.log")"
 }
 
 stage_auto() {
@@ -133,8 +135,9 @@ EOF
 
 stage_compiled() {  # NAME SIZE
   if [ "$1" = s ]; then  # the whole compiled update under CUDA graphs trains and acts (tiny agent)
-    timeout "$STEP_S" "$PYTHON" -m pytest -q -p no:cacheprovider -m slow tests/test_cuda.py >"$OUT/tests_compiled.log" 2>&1
-    summary "compiled-update test on the GPU (exit $?): $(tail -n 1 "$OUT/tests_compiled.log")"
+    timeout "$STEP_S" "$PYTHON" -m pytest -q -p no:cacheprovider -m slow tests/test_cuda.py >"$OUT/tests_compiled.log" 2>&1 \
+      || failed=1
+    summary "compiled-update test on the GPU (exit $failed: 1 is a failure): $(tail -n 1 "$OUT/tests_compiled.log")"
   fi
   # The RSSM steps compiled (auto on CUDA) and captured as CUDA graphs: one step compiles, not the unrolled loop, so first.
   bench "step_graphs_$1" --size "$2" --repeats 20 --warmup 3 --env-steps 0 --profile 15 fast.cuda_graphs=true
@@ -154,3 +157,4 @@ for stage in "${stages[@]}"; do
     compiled12m) stage_compiled 12m "$LARGE" ;;
   esac
 done
+exit "$failed"

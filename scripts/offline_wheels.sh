@@ -11,7 +11,7 @@
 #   export PYTHONPATH=/tmp/site MUJOCO_GL=egl
 #
 # dm-control's locomotion, dog and test assets (60 MB) are dropped from its
-# wheel so the folder stays near 40 MB; every suite task except dog's runs
+# wheel so the folder stays near 31 MB; every suite task except dog's runs
 # from what is left. Video summaries need moviepy, which is left out (training
 # warns and writes the scalars). MuJoCo renders through EGL there: a machine
 # without libEGL and libOpenGL needs them from its system's packages.

@@ -142,6 +142,10 @@ def test_the_gpu_script_rejects_an_unknown_stage_before_running_any(tmp_path):
                          env={"PATH": "/usr/bin:/bin", "OUT": str(tmp_path)})
     assert run.returncode == 2 and "unknown stage 'warp'; allowed: check auto train" in run.stderr
     assert not (tmp_path / "summary.txt").exists()
+    env = {"PATH": os.environ["PATH"], "OUT": str(tmp_path), "DEVICE": "cpu", "PYTHON": sys.executable,
+           "BENCH_ARGS": "--no-such-option"}
+    run = subprocess.run(["bash", str(GPU_SCRIPT), "auto"], capture_output=True, text=True, env=env, check=False)
+    assert run.returncode == 1 and "auto_s: failed (exit 2" in (tmp_path / "summary.txt").read_text()
 
 
 def test_the_gpu_script_writes_a_json_and_a_summary_per_benchmark(tmp_path):
