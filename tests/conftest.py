@@ -16,6 +16,24 @@ def compose_config(overrides: list[str]):
         return compose("config", overrides=overrides)
 
 
+def toy_agent(overrides: list[str], device):
+    """``(cfg, agent, batch)``: an agent built as training builds it, with the
+    toy reach task's spaces, and a synthetic batch of 3 x 8 steps."""
+    import torch
+
+    import envs
+    from dreamer.bench import synthetic_batch
+    from dreamer.run import build_agent
+
+    cfg = compose_config(overrides)
+    probe = envs.make_env("toy", "reach", size=tuple(cfg.env.size))
+    torch.manual_seed(0)
+    agent = build_agent(cfg, probe.obs_space, probe.act_space, device)
+    batch = synthetic_batch(probe.obs_space, probe.act_space, 3, 8)
+    probe.close()
+    return cfg, agent, batch
+
+
 def train_in_process(run_dir: Path, overrides: list[str]):
     """Run train.py's work without a subprocess; writes .hydra/config.yaml as Hydra would."""
     from dreamer.run import run

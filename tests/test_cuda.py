@@ -6,12 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
+from conftest import toy_agent
 
-import envs
 from dreamer import fast
-from dreamer.bench import CONFIG_DIR, synthetic_batch
-from dreamer.run import build_agent
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 CUDA = torch.device("cuda")
@@ -19,13 +16,7 @@ CUDA = torch.device("cuda")
 
 def cuda_agent(**switches):
     overrides = ["experiment=debug", "device=cuda", *(f"fast.{name}={value}" for name, value in switches.items())]
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base=None):
-        cfg = compose(config_name="config", overrides=overrides)
-    probe = envs.make_env("toy", "reach", size=tuple(cfg.env.size))
-    torch.manual_seed(0)
-    agent = build_agent(cfg, probe.obs_space, probe.act_space, CUDA)
-    batch = synthetic_batch(probe.obs_space, probe.act_space, 3, 8)
-    probe.close()
+    cfg, agent, batch = toy_agent(overrides, CUDA)
     return agent, batch, fast.settings_from(cfg, CUDA)
 
 

@@ -9,18 +9,15 @@ import sys
 import numpy as np
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 
 import envs
 from behavior.imagine import flatten_states
 from dreamer import fast
-from conftest import REPO
-from dreamer.bench import CONFIG_DIR, synthetic_batch
+from conftest import REPO, toy_agent
 from dreamer.logger import Logger
 from dreamer.loop import LoopSettings, Trainer
 from dreamer.prefetch import Prefetcher
 from dreamer.replay import Replay
-from dreamer.run import build_agent
 
 CPU = torch.device("cpu")
 PLAIN = {name: "false" for name in fast.SWITCHES}
@@ -29,13 +26,7 @@ PLAIN = {name: "false" for name in fast.SWITCHES}
 def tiny_agent(algo: str = "dreamerv3", **switches):
     overrides = ["experiment=debug", "device=cpu", f"algo={algo}"]
     overrides += [f"fast.{name}={value}" for name, value in {**PLAIN, **switches}.items()]
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base=None):
-        cfg = compose(config_name="config", overrides=overrides)
-    probe = envs.make_env("toy", "reach", size=tuple(cfg.env.size))
-    torch.manual_seed(0)
-    agent = build_agent(cfg, probe.obs_space, probe.act_space, CPU)
-    batch = synthetic_batch(probe.obs_space, probe.act_space, 3, 8)
-    probe.close()
+    _, agent, batch = toy_agent(overrides, CPU)
     return agent, batch
 
 
