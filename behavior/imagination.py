@@ -191,11 +191,14 @@ class ImaginationBehavior(nn.Module):
     ) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
         """Actor and critic losses from N detached start states.
 
-        ``losses['actor']`` must be backpropagated into the actor's parameters
-        only and ``losses['critic']`` into the critic's (``backward(inputs=...)``):
-        with ``actor_grad`` other than ``reinforce`` the actor loss reaches the
-        model and the critic, which this loss must not train. With pure
-        ``reinforce`` the rollout runs without a graph.
+        Neither loss reaches the other's parameters: the critic learns from
+        detached features and targets, and the returns bootstrap on the
+        critic's values without a path to its weights. So one backward pass
+        of both, into the actor's and the critic's parameters
+        (``backward(inputs=...)``), gives each its own loss's gradient. With
+        ``actor_grad`` other than ``reinforce`` the actor loss also reaches
+        the model, which this loss must not train. With pure ``reinforce``
+        the rollout runs without a graph.
 
         Updates the return-normalisation statistics when in training mode.
 
@@ -220,8 +223,7 @@ class ImaginationBehavior(nn.Module):
         backprop = self.dynamics_weight > 0
         with torch.set_grad_enabled(backprop and torch.is_grad_enabled()):
             feats, actions = imagine(dynamics, self._policy, start, self.horizon)
-            bootstrap = self.slow_critic if self.slow_target else self.critic
-            value = bootstrap(feats).mean
+            value = self._bootstrap(feats)
             gamma = 1.0 if self.discount_in_cont else self.gamma
             if self.value_includes_reward:
                 t = self._state_reward_targets(dynamics, feats, actions, value, gamma, start_cont)
@@ -274,6 +276,15 @@ class ImaginationBehavior(nn.Module):
         }
         metrics = {key: value.detach().float() for key, value in metrics.items()}
         return {"actor": actor_loss, "critic": critic_loss}, metrics
+
+    def _bootstrap(self, feats: Tensor) -> Tensor:
+        """The values the returns bootstrap on, (H + 1, N). From the trained
+        critic they carry the dynamics gradient back to the features but none
+        to the critic's weights, which only the critic loss trains."""
+        if self.slow_target:
+            return self.slow_critic(feats).mean
+        weights = {name: weight.detach() for name, weight in self.critic.named_parameters()}
+        return torch.func.functional_call(self.critic, weights, (feats,)).mean
 
     def _next_reward_targets(self, dynamics, feats, actions, value, gamma, start_cont) -> dict[str, Tensor]:
         """DreamerV3: ``R_t`` of :func:`lambda_return` for ``s_0 .. s_{H-1}``

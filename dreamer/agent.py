@@ -31,6 +31,21 @@ from dreamer.optim import OPTIMIZERS, LaProp
 UPDATES = ("sequential", "joint")
 
 
+@contextlib.contextmanager
+def frozen(module: nn.Module):
+    """Turn off ``requires_grad`` of ``module``'s trainable parameters for the
+    block, so graphs built inside carry gradients through the module's
+    computations but not into its weights."""
+    weights = [p for p in module.parameters() if p.requires_grad]
+    for weight in weights:
+        weight.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for weight in weights:
+            weight.requires_grad_(True)
+
+
 @dataclass
 class OptimConfig:
     lr: float = 1e-4
@@ -247,16 +262,28 @@ class Agent(nn.Module):
         opt.step()
         return norm
 
+    def _behavior_losses(self, start, start_cont) -> tuple[dict, dict]:
+        """The sequential update's actor and critic losses from detached start
+        states, with the world model's weights frozen: no behaviour loss trains
+        them, and a compiled loss (one graph, forward and backward) would
+        otherwise compute their gradients in every backward pass."""
+        with frozen(self.world_model), self._autocast():
+            return self._behavior_loss(self.world_model, start, start_cont)
+
+    def _behavior_backward(self, losses: dict[str, torch.Tensor]) -> None:
+        """The actor's and the critic's gradients, in their ``.grad``."""
+        self.actor_opt.zero_grad(set_to_none=True)
+        self.critic_opt.zero_grad(set_to_none=True)
+        # One backward pass for both: neither loss reaches the other's
+        # parameters (ImaginationBehavior.loss), so each gets its own loss's
+        # gradient. A compiled loss is one autograd node whose whole backward
+        # runs at every call, so a pass per loss would run it twice.
+        torch.autograd.backward([losses["actor"], losses["critic"]], inputs=[*self.actor_params, *self.critic_params])
+
     def _behavior_step(self, losses: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Actor and critic steps from their losses (the sequential update);
         returns their gradient norms before clipping, on the device."""
-        # Both backward passes run before either step: a compiled loss is one
-        # autograd node whose backward reads the actor's weights as saved at
-        # the forward, even for the critic's loss. Eager, the order changes nothing.
-        self.actor_opt.zero_grad(set_to_none=True)
-        self.critic_opt.zero_grad(set_to_none=True)
-        losses["actor"].backward(inputs=self.actor_params, retain_graph=True)
-        losses["critic"].backward(inputs=self.critic_params)
+        self._behavior_backward(losses)
         norms = {}
         for name, opt, params, clip in (
             ("actor", self.actor_opt, self.actor_params, self.actor_clip),
@@ -293,8 +320,7 @@ class Agent(nn.Module):
         if self.behavior is not None:
             start = flatten_states(post)
             start_cont = self._start_cont(data)
-            with self._autocast():
-                losses, behavior_metrics = self._behavior_loss(wm, start, start_cont)
+            losses, behavior_metrics = self._behavior_losses(start, start_cont)
             if not self._all_finite(list(losses.values())):
                 return {**to_host(metrics), "train/nonfinite": 1.0}
             metrics.update(self._behavior_step(losses))

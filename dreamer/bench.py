@@ -266,8 +266,11 @@ def measure(args) -> dict:
         replay = agent.replayed(data, post)
 
         def behavior_step():
-            with agent._autocast():
-                losses, _ = agent._behavior_loss(wm, start, start_cont, replay)
+            if agent.update_kind == "joint":
+                with agent._autocast():
+                    losses, _ = agent._behavior_loss(wm, start, start_cont, replay)
+            else:
+                losses, _ = agent._behavior_losses(start, start_cont)
             agent._behavior_step(losses)
             wm.zero_grad(set_to_none=True)
 

@@ -122,9 +122,9 @@ class _Dispatch(nn.Module):
 class GradientSync:
     """Routes an agent's losses through DDP and makes its skip decisions collective.
 
-    One DDP wrapper per optimiser (world model, actor, critic), so each of the
-    agent's separate backward passes averages exactly the gradients its
-    optimiser steps on. The agent's current loss callables are wrapped, not
+    One DDP wrapper per optimiser (world model, actor, critic), so each
+    averages exactly the gradients its optimiser steps on, whether the
+    backward pass that makes them serves one optimiser or several. The agent's current loss callables are wrapped, not
     replaced, so compiled losses keep working.
     """
 

@@ -2,7 +2,7 @@
 
 Prints one JSON object:
 - ``updates``: per model size and actor gradient, seconds per behaviour update
-  (imagination + actor and critic losses + both backward passes + both Adam
+  (imagination + actor and critic losses + their one backward pass + both Adam
   steps + slow-critic EMA) from ``--batch`` x ``--length`` start states over
   ``--horizon`` imagined steps;
 - ``planner``: seconds per ``CEMPlanner.plan`` call on a PlaNet-sized
@@ -86,8 +86,7 @@ def time_update(size: str, grad: str, args, device: torch.device) -> dict:
         losses, _ = behavior.loss(model, start)
         actor_opt.zero_grad(set_to_none=True)
         critic_opt.zero_grad(set_to_none=True)
-        losses["actor"].backward(inputs=actor)
-        losses["critic"].backward(inputs=critic)
+        torch.autograd.backward([losses["actor"], losses["critic"]], inputs=actor + critic)
         actor_opt.step()
         critic_opt.step()
         behavior.update_slow_critic()

@@ -109,6 +109,24 @@ def test_dynamics_gradients_reach_the_actor_through_the_model_only(actor_grad):
     assert sum(p.grad.abs().sum() for p in actor) > 0
 
 
+@pytest.mark.parametrize("slow_target", [False, True])
+def test_one_backward_pass_of_both_losses_trains_each_network_on_its_own_loss(slow_target):
+    # Bootstrapping on the trained critic (DreamerV1, the 2023 DreamerV3), the
+    # dynamics gradient flows through the critic's values into the features,
+    # but not into the critic's weights, which only the critic loss trains.
+    model = LinearModel()
+    behavior = ImaginationBehavior(3, 2, False, actor_grad="dynamics", slow_target=slow_target, **small())
+    losses, _ = behavior.loss(model, {"x": torch.randn(8, 3)})
+    actor, critic = list(behavior.actor.parameters()), list(behavior.critic.parameters())
+    assert all(g is None for g in torch.autograd.grad(losses["actor"], critic, retain_graph=True, allow_unused=True))
+    own = torch.autograd.grad(losses["actor"], actor, retain_graph=True)
+    own += torch.autograd.grad(losses["critic"], critic, retain_graph=True)
+    torch.autograd.backward([losses["actor"], losses["critic"]], inputs=actor + critic)
+    for one, both in zip(own, [p.grad for p in actor + critic]):
+        torch.testing.assert_close(both, one, rtol=0, atol=0)
+    assert sum(g.abs().sum() for g in own[: len(actor)]) > 0 and sum(g.abs().sum() for g in own[len(actor):]) > 0
+
+
 def test_pure_dynamics_gradient_vanishes_when_the_model_ignores_actions():
     # With actor_grad='dynamics' the only path from actions to returns is
     # img_step; cut it and the actor gets no gradient.

@@ -184,6 +184,41 @@ def test_a_nonfinite_loss_moves_no_parameter_and_a_finite_one_does(algo):
     assert not all(torch.equal(a, b) for a, b in zip(before, agent.parameters()))
 
 
+@pytest.mark.parametrize("algo", ["dreamerv1", "dreamerv2", "dreamerv3_2023"])  # the sequential updates
+def test_one_backward_pass_gives_actor_and_critic_their_own_losses_gradients(algo):
+    # DreamerV1 and the 2023 DreamerV3 backpropagate returns through the model
+    # and bootstrap on the trained critic, so the actor loss reaches the model's
+    # features and the critic's values; it must train neither.
+    agent, batch = tiny_agent(algo)
+    data = agent._tensors(batch)
+    with torch.no_grad():
+        _, post, _, _ = agent._model_loss(data)
+    start, start_cont = flatten_states(post), agent._start_cont(data)
+    statistics = {k: v.clone() for k, v in agent.behavior.state_dict().items()}  # the loss moves return_norm's
+
+    torch.manual_seed(1)
+    losses, _ = agent.behavior.loss(agent.world_model, start, start_cont)
+    own = torch.autograd.grad(losses["actor"], agent.actor_params, retain_graph=True, allow_unused=True)
+    own += torch.autograd.grad(losses["critic"], agent.critic_params, allow_unused=True)
+
+    agent.behavior.load_state_dict(statistics)
+    agent.zero_grad(set_to_none=True)
+    torch.manual_seed(1)
+    losses, _ = agent._behavior_losses(start, start_cont)
+    # Built with the model's weights frozen, the graph has no path into them
+    # (a compiled loss would compute their gradients otherwise), though it
+    # runs through the model.
+    weights = list(agent.world_model.parameters())
+    assert all(g is None for g in torch.autograd.grad(losses["actor"], weights, retain_graph=True, allow_unused=True))
+    agent._behavior_backward(losses)
+    shared = [p.grad for p in [*agent.actor_params, *agent.critic_params]]
+    assert all(g is not None and g.abs().sum() > 0 for g in shared[:2] + shared[-2:])
+    for one, both in zip(own, shared):
+        torch.testing.assert_close(both, torch.zeros_like(both) if one is None else one, rtol=1e-5, atol=1e-8)
+    # The model's weights got nothing and train again afterwards.
+    assert all(p.grad is None and p.requires_grad for p in agent.world_model.parameters())
+
+
 @pytest.mark.slow  # compiling takes one to three minutes on two cores
 def test_compiled_rssm_steps_give_the_same_losses(plain, monkeypatch):
     import torch._inductor.config as inductor_config
@@ -236,7 +271,7 @@ def test_compiled_update_gives_the_eager_losses_and_gradients(monkeypatch):
     for name, grad in eager_grads.items():
         scale = float(grad.abs().max())
         torch.testing.assert_close(behavior_grads[name], grad, rtol=1e-3, atol=1e-3 * scale + 1e-8, msg=name)
-    # The full update (and the sequential update's two backward passes) run compiled.
+    # The full update (and the sequential update) run compiled.
     assert compiled.update(batch)["train/nonfinite"] == 0.0
     sequential, batch = tiny_agent("dreamerv3_2023", compile_update="true")
     assert sequential.update(batch)["train/nonfinite"] == 0.0
