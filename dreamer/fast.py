@@ -81,6 +81,9 @@ AUTO: dict[str, tuple] = {
     # against 0.31-0.36 s eager at the quickstart's size and 0.91-0.98 s
     # against 1.37-1.68 s at size s on the AMX Xeon (docs/performance.md),
     # for one to three minutes of first-run compilation (seconds once cached).
+    # On the Zen 4 it gained for the 2024 agent and, once the sequential update
+    # took one backward pass with the model frozen, matched or beat eager for
+    # the 2023 agent and DreamerV1, which backpropagate through the model.
     "compile_behavior": (has_cpp_compiler, False),
     # With bfloat16 units (AMD Zen 4, here) bf16 took the 2024 agent's update at
     # size s from 13.9 s to 6.6 s and gained at every size down to tiny; without
