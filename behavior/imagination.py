@@ -283,6 +283,8 @@ class ImaginationBehavior(nn.Module):
         to the critic's weights, which only the critic loss trains."""
         if self.slow_target:
             return self.slow_critic(feats).mean
+        if not torch.is_grad_enabled():  # a rollout without a graph (REINFORCE) has no path to cut
+            return self.critic(feats).mean
         weights = {name: weight.detach() for name, weight in self.critic.named_parameters()}
         return torch.func.functional_call(self.critic, weights, (feats,)).mean
 
